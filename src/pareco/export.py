@@ -1,0 +1,243 @@
+"""A point of the front as a plain model: physically smaller layers, saved without pickled classes.
+
+An exported sub-network is a ``torch.fx.GraphModule`` built from torch's own layers. ``save`` writes
+it as two files in a directory — ``model.json`` (the graph and each layer's constructor arguments)
+and ``weights.pt`` (a ``state_dict``, loadable with ``weights_only=True``) — so ``load`` rebuilds it
+with nothing but torch and this file: no training code, no user classes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import inspect
+import json
+import math
+import operator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+
+FORMAT = "pareco-subnet"
+FORMAT_VERSION = 1
+_FUNCTION_HOMES = {"operator": operator, "torch": torch, "torch.nn.functional": F,
+                   "builtins": builtins, "math": math}  # fmt: skip
+
+
+class ExportError(ValueError):
+    """A sub-network that cannot be saved or loaded, with what to do."""
+
+
+def materialize(module: fx.GraphModule) -> fx.GraphModule:
+    """Copy a slimmable graph at its active widths, each slicing layer becoming a dense one."""
+    layers: dict[str, nn.Module] = {}
+    for node in module.graph.nodes:
+        if node.op == "call_module":
+            m = module.get_submodule(node.target)
+            layers[node.target] = m.to_dense() if hasattr(m, "to_dense") else copy.deepcopy(m)
+        elif node.op == "get_attr":
+            layers[node.target] = copy.deepcopy(_get_attr(module, node.target))
+    graph = copy.deepcopy(module.graph)
+    sub = fx.GraphModule(layers, graph, class_name="ParecoSubnet")
+    sub.train(module.training)
+    return sub
+
+
+def _get_attr(root: nn.Module, target: str) -> Any:
+    for part in target.split("."):
+        root = getattr(root, part)
+    return root
+
+
+# --- architecture JSON -------------------------------------------------------------------------
+def _function_name(fn: Any) -> str:
+    for home_name, home in _FUNCTION_HOMES.items():
+        for attr, value in vars(home).items():
+            if value is fn and not attr.startswith("_"):
+                return f"{home_name}.{attr}"
+    raise ExportError(f"function {fn!r} is not one pareco can save; use a torch or operator function")
+
+
+def _resolve_function(name: str) -> Any:
+    home_name, _, attr = name.rpartition(".")
+    if home_name not in _FUNCTION_HOMES or attr.startswith("_"):
+        raise ExportError(f"model.json names function {name!r}, which pareco does not load")
+    return getattr(_FUNCTION_HOMES[home_name], attr)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, fx.Node):
+        return {"$node": value.name}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {"$dict": {k: _encode(v) for k, v in value.items()}}
+    if isinstance(value, slice):
+        return {"$slice": [_encode(value.start), _encode(value.stop), _encode(value.step)]}
+    if isinstance(value, torch.dtype):
+        return {"$dtype": str(value).removeprefix("torch.")}
+    if value is Ellipsis:
+        return {"$ellipsis": True}
+    raise ExportError(f"cannot save an argument of type {type(value).__name__} in model.json")
+
+
+def _decode(value: Any, nodes: dict[str, fx.Node]) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, nodes) for v in value]
+    if not isinstance(value, dict):
+        return value
+    (key, inner), = value.items()
+    if key == "$node":
+        return nodes[inner]
+    if key == "$tuple":
+        return tuple(_decode(v, nodes) for v in inner)
+    if key == "$dict":
+        return {k: _decode(v, nodes) for k, v in inner.items()}
+    if key == "$slice":
+        return slice(*(_decode(v, nodes) for v in inner))
+    if key == "$dtype":
+        return getattr(torch, inner)
+    if key == "$ellipsis":
+        return Ellipsis
+    raise ExportError(f"model.json holds an unknown value {value!r}")
+
+
+def _module_spec(m: nn.Module) -> dict:
+    cls = type(m)
+    if getattr(nn, cls.__name__, None) is not cls:
+        raise ExportError(
+            f"layer type {cls.__name__} is not a torch.nn layer, so it cannot be rebuilt without "
+            "its class; export the model with torch.save or ONNX instead"
+        )
+    kwargs = {}
+    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if p.name in ("device", "dtype") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name == "bias" and isinstance(m, (nn.Conv2d, nn.Linear)):
+            kwargs["bias"] = m.bias is not None
+        elif hasattr(m, p.name):
+            kwargs[p.name] = _encode(getattr(m, p.name))
+    return {"type": cls.__name__, "kwargs": kwargs}
+
+
+def architecture(sub: fx.GraphModule) -> dict:
+    """The JSON-able description of a sub-network's graph and layers."""
+    modules, graph = {}, []
+    for node in sub.graph.nodes:
+        entry = {"name": node.name, "op": node.op}
+        if node.op == "call_module":
+            modules[node.target] = _module_spec(sub.get_submodule(node.target))
+            entry["target"] = node.target
+        elif node.op == "call_function":
+            entry["target"] = _function_name(node.target)
+        elif node.op == "get_attr":
+            raise ExportError(f"node '{node.name}' reads attribute {node.target!r}; not supported")
+        else:
+            entry["target"] = node.target
+        entry["args"] = _encode(node.args)
+        entry["kwargs"] = _encode(node.kwargs)
+        graph.append(entry)
+    return {"format": FORMAT, "version": FORMAT_VERSION, "modules": modules, "graph": graph}
+
+
+def from_architecture(arch: dict) -> fx.GraphModule:
+    """Rebuild an (untrained) sub-network from :func:`architecture`'s output."""
+    if arch.get("format") != FORMAT or arch.get("version") != FORMAT_VERSION:
+        raise ExportError(f"not a {FORMAT} v{FORMAT_VERSION} architecture file")
+    layers = {}
+    for name, spec in arch["modules"].items():
+        cls = getattr(nn, spec["type"], None)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise ExportError(f"model.json names layer type {spec['type']!r}, not a torch.nn layer")
+        kwargs = {k: _decode(v, {}) for k, v in spec["kwargs"].items()}
+        layers[name] = cls(**kwargs)
+    graph = fx.Graph()
+    nodes: dict[str, fx.Node] = {}
+    for entry in arch["graph"]:
+        op, target = entry["op"], entry["target"]
+        if op == "call_function":
+            target = _resolve_function(target)
+        args = _decode(entry["args"], nodes)
+        kwargs = _decode(entry["kwargs"], nodes)
+        if op == "output":
+            graph.output(args[0])
+            continue
+        node = graph.create_node(op, target, tuple(args), kwargs, name=entry["name"])
+        nodes[entry["name"]] = node
+    return fx.GraphModule(layers, graph, class_name="ParecoSubnet")
+
+
+# --- files -------------------------------------------------------------------------------------
+def save(sub: fx.GraphModule, path: str | Path, meta: dict | None = None) -> Path:
+    """Write ``sub`` to the directory ``path`` as ``model.json`` + ``weights.pt``.
+
+    ``meta`` (widths, costs, accuracy...) is stored in ``model.json`` under ``"meta"``.
+    """
+    path = Path(path)
+    arch = architecture(sub)
+    arch["meta"] = meta or {}
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in sub.state_dict().items()}
+    _atomic_write(path / "weights.pt", lambda f: torch.save(state, f))
+    _atomic_write(path / "model.json", lambda f: f.write(json.dumps(arch, indent=1).encode()))
+    return path
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> fx.GraphModule:
+    """Rebuild a saved sub-network in eval mode, ready for inference."""
+    path = Path(path)
+    if not (path / "model.json").is_file() or not (path / "weights.pt").is_file():
+        raise ExportError(f"{path} holds no exported model (expected model.json and weights.pt)")
+    try:
+        arch = json.loads((path / "model.json").read_text())
+        state = torch.load(path / "weights.pt", map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ExportError(f"{path} is damaged ({err}); export the model again") from err
+    sub = from_architecture(arch)
+    sub.load_state_dict(state, strict=True)
+    sub.meta = arch.get("meta", {})
+    return sub.eval().to(map_location)
+
+
+def load_meta(path: str | Path) -> dict:
+    """The ``meta`` dictionary of a saved sub-network."""
+    return json.loads((Path(path) / "model.json").read_text()).get("meta", {})
+
+
+def to_onnx(sub: nn.Module, example_input: Tensor, path: str | Path, opset: int = 18) -> Path:
+    """Write ``sub`` as a self-contained ONNX file (weights inside) with a dynamic batch axis."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = sub.training
+    sub.eval()
+    try:
+        batch = torch.export.Dim("batch", min=1)
+        torch.onnx.export(
+            sub,
+            (example_input,),
+            str(path),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+            external_data=False,
+            dynamo=True,
+            verbose=False,
+        )
+    finally:
+        sub.train(was_training)
+    return path
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    tmp.replace(path)
