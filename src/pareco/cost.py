@@ -2,9 +2,9 @@
 
 Every cost pareco reports is a polynomial of degree at most two in the channel counts:
 
-* MACs: a conv costs ``c_in * c_out * k * H_out * W_out`` (a depthwise one ``c * k * H_out * W_out``),
+* MACs: a conv costs ``c_in * c_out * k * H_out * W_out`` (depthwise: ``c * k * H_out * W_out``),
   a linear layer ``c_in * e_in * c_out`` where ``e_in`` is the elements per input channel;
-* parameters: the same bilinear terms with the spatial factor dropped, plus biases and BN affine terms;
+* parameters: the same bilinear terms without the spatial factor, plus biases and BN affine terms;
 * peak activation memory: the max over graph nodes of the sum of the live tensors, each
   ``channels * elements_per_channel`` at batch 1 — a max of linear functions.
 
@@ -32,7 +32,9 @@ class LayerFacts:
     out_col: int
     kernel: int = 1  # kernel height * width
     out_spatial: int = 1  # H_out * W_out
-    in_per_channel: int = 1  # elements per input channel (H*W for a linear layer reading a flattened map)
+    in_per_channel: int = (
+        1  # elements per input channel (H*W for a linear layer reading a flattened map)
+    )
     bias: bool = False
     affine: bool = False
 

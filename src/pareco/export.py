@@ -12,8 +12,10 @@ import builtins
 import copy
 import inspect
 import json
+import logging
 import math
 import operator
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,9 @@ def _function_name(fn: Any) -> str:
         for attr, value in vars(home).items():
             if value is fn and not attr.startswith("_"):
                 return f"{home_name}.{attr}"
-    raise ExportError(f"function {fn!r} is not one pareco can save; use a torch or operator function")
+    raise ExportError(
+        f"function {fn!r} is not one pareco can save; use a torch or operator function"
+    )
 
 
 def _resolve_function(name: str) -> Any:
@@ -93,7 +97,9 @@ def _decode(value: Any, nodes: dict[str, fx.Node]) -> Any:
         return [_decode(v, nodes) for v in value]
     if not isinstance(value, dict):
         return value
-    (key, inner), = value.items()
+    if len(value) != 1:
+        raise ExportError(f"model.json holds a malformed value {value!r}")
+    ((key, inner),) = value.items()
     if key == "$node":
         return nodes[inner]
     if key == "$tuple":
@@ -120,8 +126,9 @@ def _module_spec(m: nn.Module) -> dict:
     for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
         if p.name in ("device", "dtype") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        if p.name == "bias" and isinstance(m, (nn.Conv2d, nn.Linear)):
-            kwargs["bias"] = m.bias is not None
+        value = getattr(m, p.name, None)
+        if isinstance(value, Tensor) or (p.name in ("weight", "bias") and value is None):
+            kwargs[p.name] = value is not None  # a learnable tensor: say whether it exists
         elif hasattr(m, p.name):
             kwargs[p.name] = _encode(getattr(m, p.name))
     return {"type": cls.__name__, "kwargs": kwargs}
@@ -217,21 +224,27 @@ def to_onnx(sub: nn.Module, example_input: Tensor, path: str | Path, opset: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = sub.training
     sub.eval()
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # the exporter logs every torchvision op it skips
     try:
-        batch = torch.export.Dim("batch", min=1)
-        torch.onnx.export(
-            sub,
-            (example_input,),
-            str(path),
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_shapes=({0: batch},),
-            opset_version=opset,
-            external_data=False,
-            dynamo=True,
-            verbose=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            batch = torch.export.Dim("batch", min=1)
+            torch.onnx.export(
+                sub,
+                (example_input,),
+                str(path),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes=({0: batch},),
+                opset_version=opset,
+                external_data=False,
+                dynamo=True,
+                verbose=False,
+            )
     finally:
+        onnx_log.setLevel(level)
         sub.train(was_training)
     return path
 

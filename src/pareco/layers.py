@@ -26,7 +26,11 @@ class SlimConv2d(nn.Conv2d):
         return self.groups > 1
 
     def forward(self, x: Tensor) -> Tensor:
-        w = self.weight[: self.active_out] if self.depthwise else self.weight[: self.active_out, : self.active_in]
+        w = (
+            self.weight[: self.active_out]
+            if self.depthwise
+            else self.weight[: self.active_out, : self.active_in]
+        )
         b = None if self.bias is None else self.bias[: self.active_out]
         groups = self.active_out if self.depthwise else 1
         if self.padding_mode != "zeros":
@@ -48,7 +52,11 @@ class SlimConv2d(nn.Conv2d):
             bias=self.bias is not None,
             padding_mode=self.padding_mode,
         )
-        w = self.weight[: self.active_out] if self.depthwise else self.weight[: self.active_out, :cin]
+        w = (
+            self.weight[: self.active_out]
+            if self.depthwise
+            else self.weight[: self.active_out, :cin]
+        )
         _copy_into(conv.weight, w)
         if self.bias is not None:
             _copy_into(conv.bias, self.bias[: self.active_out])
@@ -106,9 +114,7 @@ class _SlimBatchNorm(nn.modules.batchnorm._BatchNorm):
     def to_dense(self) -> nn.modules.batchnorm._BatchNorm:
         c = self.active_out
         dense_cls = nn.BatchNorm2d if isinstance(self, SlimBatchNorm2d) else nn.BatchNorm1d
-        bn = dense_cls(
-            c, self.eps, self.momentum, self.affine, self.track_running_stats
-        )
+        bn = dense_cls(c, self.eps, self.momentum, self.affine, self.track_running_stats)
         if self.affine:
             _copy_into(bn.weight, self.weight[:c])
             _copy_into(bn.bias, self.bias[:c])

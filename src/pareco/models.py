@@ -52,7 +52,10 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs) -> 
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    return [
+        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
 
 
 # --- ResNets -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ replaces Conv2d, Linear and BatchNorm layers by slicing twins. The rules:
 
 * a conv or linear output starts a new group; BatchNorm, activations, pooling, dropout keep it;
 * a depthwise conv (groups == channels) ties its output to its input;
-* an element-wise ``add``/``mul``/``sub`` of two feature maps ties their groups (residuals, SE gates);
+* an element-wise ``add``/``mul``/``sub`` of two maps ties their groups (residuals, SE gates);
 * ``flatten``/``view`` of a map into a vector keeps the group, so the next linear layer slices
   its input in blocks of ``H*W`` features;
 * the network input, the network output and the outputs of ``ignored`` layers stay at full width;
@@ -152,7 +152,7 @@ class SlimmableNet(nn.Module):
         return self._alpha.clone()
 
     def full_channels(self, alpha: Tensor | Sequence[float]) -> Tensor:
-        """Channels of every group, searchable then fixed: ``dim`` → ``G``, ``n x dim`` → ``n x G``."""
+        """Channels of every group, searchable then fixed: ``(n x) dim`` → ``(n x) G``."""
         c = self.space.channels(alpha)
         fixed = self._fixed_sizes.expand(*c.shape[:-1], -1)
         return torch.cat([c, fixed], dim=-1)
@@ -255,7 +255,9 @@ def slim(
         with torch.no_grad():
             ShapeProp(gm).propagate(example_input)
     except Exception as err:
-        raise SlimError(f"the model failed on example_input {tuple(example_input.shape)}: {err}") from err
+        raise SlimError(
+            f"the model failed on example_input {tuple(example_input.shape)}: {err}"
+        ) from err
 
     tracer = _ChannelTracer(gm, ignored_names)
     tracer.run()
@@ -341,8 +343,10 @@ class _ChannelTracer:
         name = node.target
         if src is not None and type(m) in SLIM_TYPES:
             if name in self.seen_layers:
-                raise SlimError(f"layer '{name}' is called more than once in forward(); pareco "
-                                "slices each layer for one place in the graph")
+                raise SlimError(
+                    f"layer '{name}' is called more than once in forward(); pareco "
+                    "slices each layer for one place in the graph"
+                )
             self.seen_layers.add(name)
             s = self.info[src]
             g_in = self.groups.find(s.group)
@@ -461,7 +465,9 @@ class _ChannelTracer:
 
         def group(r: int, is_searchable: bool) -> ChannelGroup:
             name = members[r][0] if members[r] else G.names[r]
-            return ChannelGroup(name, G.size[r], tuple(members[r]), tuple(consumers[r]), is_searchable)
+            return ChannelGroup(
+                name, G.size[r], tuple(members[r]), tuple(consumers[r]), is_searchable
+            )
 
         space = WidthSpace(
             tuple(group(r, True) for r in searchable),
@@ -493,7 +499,11 @@ class _ChannelTracer:
             if t is None or node in self.storage:
                 continue
             i = self.index[node]
-            facts.append(TensorFacts(col[self.groups.find(t.group)], t.per_channel, i, max(i, last.get(node, i))))
+            facts.append(
+                TensorFacts(
+                    col[self.groups.find(t.group)], t.per_channel, i, max(i, last.get(node, i))
+                )
+            )
         return facts
 
     def _const(self) -> int:
@@ -507,7 +517,7 @@ class _ChannelTracer:
 
 
 def _smoke_test(net: SlimmableNet, example_input: Tensor) -> None:
-    """Run the narrowest network once: a hard-coded size in forward() fails here, not in training."""
+    """Run the narrowest network once: a size hard-coded in forward() fails here, not later."""
     was_training = net.training
     net.eval()
     try:
@@ -523,4 +533,6 @@ def _smoke_test(net: SlimmableNet, example_input: Tensor) -> None:
     finally:
         net.train(was_training)
     if isinstance(full, Tensor) and full.shape != small.shape:
-        raise SlimError(f"the output shape changes with width: {tuple(full.shape)} vs {tuple(small.shape)}")
+        raise SlimError(
+            f"the output shape changes with width: {tuple(full.shape)} vs {tuple(small.shape)}"
+        )

@@ -1,0 +1,5 @@
+import sys
+
+from pareco.cli import main
+
+sys.exit(main())

@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from models_for_tests import ResidualDepthwiseNet, SqueezeExciteNet
+
+import pareco
+from pareco import export, models
+from pareco.layers import SlimConv2d
+
+
+@pytest.fixture(scope="module")
+def net_and_input():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 16, 16)
+    net = pareco.slim(ResidualDepthwiseNet(), x)
+    net.train()
+    for _ in range(3):  # non-trivial BN statistics
+        net(torch.randn(8, 3, 16, 16))
+    return net.eval(), x
+
+
+def test_exported_model_is_plain_and_smaller(net_and_input):
+    net, _ = net_and_input
+    sub = net.export(net.space.smallest())
+    assert not any(isinstance(m, SlimConv2d) for m in sub.modules())
+    assert type(sub.get_submodule("conv1")) is torch.nn.Conv2d
+    assert sub.get_submodule("conv1").out_channels < 10
+    # exporting leaves the slimmable net at its previous widths
+    assert torch.equal(net.alpha, net.space.largest())
+
+
+def test_save_load_round_trip(tmp_path, net_and_input):
+    net, x = net_and_input
+    alpha = net.space.uniform(0.6)
+    sub = net.export(alpha).eval()
+    export.save(sub, tmp_path / "m", meta={"alpha": alpha.tolist()})
+    arch = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert arch["format"] == "pareco-subnet"
+    loaded = export.load(tmp_path / "m")
+    assert not loaded.training
+    torch.testing.assert_close(loaded(x), sub(x), atol=0, rtol=0)
+    assert loaded.meta["alpha"] == pytest.approx(alpha.tolist())
+    assert export.load_meta(tmp_path / "m")["alpha"] == pytest.approx(alpha.tolist())
+
+
+def test_round_trip_of_zoo_model(tmp_path):
+    x = torch.randn(2, 3, 32, 32)
+    entry = models.entry("mobilenetv2")
+    net = pareco.slim(models.create("mobilenetv2", stem="cifar"), x, ignored=entry.ignored).eval()
+    sub = net.export(net.space.sample(1, torch.Generator().manual_seed(3))[0]).eval()
+    export.save(sub, tmp_path / "mb")
+    torch.testing.assert_close(export.load(tmp_path / "mb")(x), sub(x), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("cls", [ResidualDepthwiseNet, SqueezeExciteNet])
+def test_onnx_matches_torch(tmp_path, cls):
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 16, 16)
+    net = pareco.slim(cls(), x).eval()
+    sub = net.export(net.space.uniform(0.5)).eval()
+    path = export.to_onnx(sub, x, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(path))
+    xb = torch.randn(5, 3, 16, 16)  # another batch size: the batch axis is dynamic
+    (out,) = session.run(None, {"input": xb.numpy()})
+    np.testing.assert_allclose(out, sub(xb).detach().numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_load_errors(tmp_path, net_and_input):
+    with pytest.raises(export.ExportError, match="no exported model"):
+        export.load(tmp_path / "missing")
+    net, _ = net_and_input
+    export.save(net.export(net.space.smallest()), tmp_path / "m")
+    (tmp_path / "m" / "weights.pt").write_bytes(b"truncated")
+    with pytest.raises(export.ExportError, match="damaged"):
+        export.load(tmp_path / "m")
+
+
+def test_architecture_refuses_unknown_functions():
+    arch = {"format": "pareco-subnet", "version": 1, "modules": {}, "graph": [
+        {"name": "x", "op": "placeholder", "target": "x", "args": [], "kwargs": {"$dict": {}}},
+        {"name": "y", "op": "call_function", "target": "os.system", "args": [],
+         "kwargs": {"$dict": {}}},
+    ]}  # fmt: skip
+    with pytest.raises(export.ExportError, match="does not load"):
+        export.from_architecture(arch)
