@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -13,6 +14,17 @@ from pareco import models
 
 class UserError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from pareco.checkpoint import CheckpointError
+    from pareco.config import ConfigError
+    from pareco.data import DatasetError
+    from pareco.export import ExportError
+    from pareco.slim import SlimError
+    from pareco.train import RunError
+
+    return (UserError, ConfigError, DatasetError, CheckpointError, RunError, SlimError, ExportError)
 
 
 def parse_size(text: str) -> tuple[int, int, int]:
@@ -60,6 +72,79 @@ def cmd_models(args: argparse.Namespace) -> None:
         print("  ".join(str(v).ljust(wd) for v, wd in zip(r, widths)).rstrip())
 
 
+def _train_flags(p: argparse.ArgumentParser) -> None:
+    """Flags mirror TrainConfig; only flags given on the command line override the config file."""
+    from pareco.config import COSTS, DATASETS, METHODS
+
+    S = argparse.SUPPRESS
+    p.add_argument("--config", help="YAML or JSON file of TrainConfig keys")
+    p.add_argument("--out", default=S, help="run directory (default runs/default)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--model", default=S, choices=models.names())
+    p.add_argument("--data", default=S, choices=DATASETS)
+    p.add_argument("--data-dir", default=S, help="dataset directory")
+    p.add_argument("--method", default=S, choices=METHODS)
+    p.add_argument("--cost", default=S, choices=COSTS, help="cost objective of the search")
+    p.add_argument("--epochs", type=int, default=S)
+    p.add_argument("--batch-size", type=int, default=S)
+    p.add_argument("--lr", type=float, default=S, help="default 0.1 x batch/256")
+    p.add_argument("--weight-decay", type=float, default=S)
+    p.add_argument("--warmup-epochs", type=float, default=S)
+    p.add_argument("--schedule", default=S, choices=("linear", "cosine"))
+    p.add_argument("--seed", type=int, default=S)
+    p.add_argument("--train-subset", type=int, default=S, help="train on this many images only")
+    p.add_argument("--val-size", type=int, default=S)
+    p.add_argument("--calib-size", type=int, default=S)
+    p.add_argument("--num-sampled", type=int, default=S, help="M widths per step (default 2)")
+    p.add_argument("--min-multiplier", type=float, default=S)
+    p.add_argument("--round-to", type=int, default=S)
+    p.add_argument("--tau", type=int, default=S, help="steps between proposal rounds")
+    p.add_argument("--num-proposals", type=int, default=S, help="proposal budget")
+    p.add_argument("--target", default=S, choices=("pareto", "uniform"))
+    p.add_argument("--recal-batches", type=int, default=S)
+    p.add_argument("--device", default=S, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-amp", dest="amp", action="store_false", default=S)
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=S)
+    p.add_argument("--threads", type=int, default=S)
+    p.add_argument("--checkpoint-every", type=int, default=S)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def resolve_train_config(args: argparse.Namespace):
+    """Defaults < config file < flags; with --resume, the run's own config.json, which flags
+    may not contradict."""
+    from pareco.config import TrainConfig, read_config_file
+
+    skip = {"config", "resume", "no_progress", "func", "command"}
+    flags = {k: v for k, v in vars(args).items() if k not in skip}
+    values = read_config_file(args.config) if args.config else {}
+    values.update(flags)
+    if args.resume:
+        out = values.get("out", TrainConfig.out)
+        saved_path = Path(out) / "config.json"
+        if not saved_path.is_file():
+            raise UserError(f"--resume: {out} holds no config.json; is it a pareco run directory?")
+        saved = read_config_file(saved_path)
+        clash = {k: (saved.get(k), v) for k, v in values.items() if k in saved and saved[k] != v}
+        if clash:
+            detail = ", ".join(f"{k}: run has {a!r}, asked {b!r}" for k, (a, b) in clash.items())
+            raise UserError(
+                f"--resume continues the run as it was configured ({detail}); drop those flags"
+            )
+        values = saved
+    return TrainConfig.from_dict(values)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from pareco.train import Trainer
+
+    config = resolve_train_config(args)
+    trainer = Trainer(config, resume=args.resume, progress=not args.no_progress)
+    if trainer.is_main:
+        print(trainer.describe(), flush=True)
+    trainer.fit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pareco",
@@ -72,14 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--describe", action="store_true", help="print every channel group")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train a slimmable network (slim, twostage or pareco)")
+    _train_flags(p)
+    p.set_defaults(func=cmd_train)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    USER_ERRORS = _user_errors()
     try:
         args.func(args)
-    except UserError as err:
+    except USER_ERRORS as err:
         print(f"pareco {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

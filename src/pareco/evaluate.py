@@ -1,0 +1,104 @@
+"""BatchNorm recalibration and evaluation of sub-networks.
+
+All widths share one set of BN running statistics, which fit none of them well. So a sub-network
+is only ever evaluated after its statistics are recomputed: reset, then a cumulative average over
+a few training batches in train mode (as US-Nets and PareCO do).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pareco.slim import SlimmableNet
+
+
+def _bn_layers(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    net: SlimmableNet, alpha: Tensor | Sequence[float] | None, batches: Iterable
+) -> int:
+    """Recompute BN running statistics of the sub-network ``alpha`` from ``batches``.
+
+    Args:
+        net: the slimmable network (its widths are restored afterwards).
+        alpha: ``dim`` widths (None: the active ones).
+        batches: tensors ``B x C x H x W`` or ``(x, y)`` pairs, e.g. a few training batches.
+
+    Returns:
+        The number of batches used.
+    """
+    layers = _bn_layers(net)
+    saved = [(m.momentum, m.training) for m in layers]
+    was_training = net.training
+    alpha = net.alpha if alpha is None else alpha
+    n = 0
+    with net.widths(alpha):
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over the batches
+        net.train()
+        try:
+            for batch in batches:
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                net(x)
+                n += 1
+        finally:
+            for m, (momentum, training) in zip(layers, saved):
+                m.momentum = momentum
+                m.train(training)
+            net.train(was_training)
+    if n == 0:
+        raise ValueError("recalibrate_bn got no batches")
+    return n
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    loss: float
+    samples: int
+
+
+@torch.no_grad()
+def evaluate(
+    net: SlimmableNet,
+    alpha: Tensor | Sequence[float],
+    loader: Iterable,
+    *,
+    recalibration: Iterable | None,
+) -> EvalResult:
+    """Accuracy and mean cross-entropy of the sub-network ``alpha`` on ``loader``.
+
+    ``recalibration`` (training batches) is required: BN statistics are recomputed first. Passing
+    None evaluates with whatever statistics are there, which is almost always wrong, so it warns.
+    """
+    if recalibration is None:
+        warnings.warn(
+            "evaluating a sub-network without BN recalibration: its accuracy is not meaningful",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    else:
+        recalibrate_bn(net, alpha, recalibration)
+    was_training = net.training
+    net.eval()
+    correct, total, loss_sum = 0, 0, 0.0
+    try:
+        with net.widths(alpha):
+            for x, y in loader:
+                out = net(x).float()
+                loss_sum += F.cross_entropy(out, y, reduction="sum").item()
+                correct += (out.argmax(1) == y).sum().item()
+                total += y.numel()
+    finally:
+        net.train(was_training)
+    return EvalResult(correct / max(total, 1), loss_sum / max(total, 1), total)
