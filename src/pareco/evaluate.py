@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pareco.distributed import DistContext, all_reduce_sum, average_bn_statistics
 from pareco.slim import SlimmableNet
 
 
@@ -75,12 +76,16 @@ def evaluate(
     loader: Iterable,
     *,
     recalibration: Iterable | None,
+    ctx: DistContext | None = None,
 ) -> EvalResult:
     """Accuracy and mean cross-entropy of the sub-network ``alpha`` on ``loader``.
 
     ``recalibration`` (training batches) is required: BN statistics are recomputed first. Passing
     None evaluates with whatever statistics are there, which is almost always wrong, so it warns.
+    Under torchrun (``ctx``) each rank passes its share of the recalibration batches and of the
+    data; statistics and counts are reduced across ranks.
     """
+    ctx = ctx or DistContext()
     if recalibration is None:
         warnings.warn(
             "evaluating a sub-network without BN recalibration: its accuracy is not meaningful",
@@ -89,6 +94,7 @@ def evaluate(
         )
     else:
         recalibrate_bn(net, alpha, recalibration)
+        average_bn_statistics(net, ctx)
     was_training = net.training
     net.eval()
     correct, total, loss_sum = 0, 0, 0.0
@@ -101,4 +107,6 @@ def evaluate(
                 total += y.numel()
     finally:
         net.train(was_training)
-    return EvalResult(correct / max(total, 1), loss_sum / max(total, 1), total)
+    sums = all_reduce_sum(torch.tensor([correct, total, loss_sum], dtype=torch.float64), ctx)
+    correct, total, loss_sum = sums.tolist()
+    return EvalResult(correct / max(total, 1), loss_sum / max(total, 1), int(total))

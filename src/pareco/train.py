@@ -7,6 +7,7 @@ detached output (soft cross-entropy); the gradients of all passes add up; one op
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pareco import models
+from pareco import distributed, models
 from pareco.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from pareco.config import TrainConfig, write_config
 from pareco.data import DataSplits, SyntheticSpec, load_dataset
@@ -39,6 +40,7 @@ class NonFiniteLoss(RunError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA where torch sees a GPU; under torchrun each rank takes its local GPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -126,8 +128,6 @@ class Trainer:
         self.config = config
         self.run_dir = Path(config.out)
         self.progress = progress
-        self.rank, self.world = 0, 1
-        self.is_main = True
         has_checkpoint = (self.run_dir / CHECKPOINT).exists()
         if resume and not has_checkpoint:
             raise RunError(
@@ -141,10 +141,15 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device)
+        self.dist = distributed.init(self.device)
+        self.rank, self.world, self.is_main = self.dist.rank, self.dist.world, self.dist.is_main
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
         _seed_everything(config.seed)
 
         self.data = build_data(config)
         self.net = build_net(config, self.data).to(self.device)
+        torch.manual_seed(config.seed + self.rank)  # same initial weights, per-rank dropout
         self.cuda = self.device.type == "cuda"
         self.channels_last = self.cuda and config.channels_last
         if self.channels_last:
@@ -152,8 +157,14 @@ class Trainer:
         self.amp_dtype = _amp_dtype(self.device) if (self.cuda and config.amp) else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
+        if config.batch_size % self.world:
+            raise RunError(
+                f"--batch-size {config.batch_size} (the global batch) must divide by the "
+                f"{self.world} processes"
+            )
+        shard = (self.rank, self.world) if self.dist.enabled else None
         self.loader = self.data.train_loader(
-            config.batch_size, seed=config.seed, device=self.device
+            config.batch_size, seed=config.seed, device=self.device, shard=shard
         )
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * config.epochs
@@ -184,8 +195,14 @@ class Trainer:
             warmup=config.warmup_proposals,
             beta=config.beta,
             target=config.target,
-            history_path=self.run_dir / "history.jsonl",
+            history_path=self.run_dir / "history.jsonl" if self.is_main else None,
         )
+        self.model: nn.Module = self.net
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.net, device_ids=ids, broadcast_buffers=False)
         self.batches = self._fixed_batches()
         self.step = 0
         self.finished = False
@@ -216,12 +233,10 @@ class Trainer:
     # --- fixed batches ------------------------------------------------------------------------
     def _fixed_batches(self) -> Batches:
         x, y = self.data.full_batch("calib", self.device)
-        g = torch.Generator().manual_seed(self.config.seed + 1)
-        train = self.data.train
-        n = min(len(train), self.config.recal_batches * self.config.batch_size)
-        idx = torch.randperm(len(train), generator=g)[:n]
-        recal_x = self.data.normalize(train.x[idx].to(self.device))
-        recal = list(recal_x.split(self.config.batch_size))
+        cfg = self.config
+        recal = recalibration_batches(
+            self.data, cfg.recal_batches, cfg.batch_size, cfg.seed, self.device
+        )
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
             recal = [r.contiguous(memory_format=torch.channels_last) for r in recal]
@@ -236,33 +251,63 @@ class Trainer:
         ):
             return model(x)
 
+    def _widths(self) -> list[Tensor]:
+        """This step's sampled widths: chosen on rank 0, identical on every rank."""
+        if self.is_main:
+            widths = self.sampler.widths(self.step, self.score)
+        else:
+            widths = []
+            if self.config.method == "pareco" and self.step > 0 and self.step % self.tau == 0:
+                self.score(None)  # rank 0 is re-scoring the history: take part
+        return distributed.broadcast_widths(widths, self.dist, self.net.space.dim, self.device)
+
     def sandwich_step(self, x: Tensor, y: Tensor, widths: list[Tensor]) -> dict[str, float]:
-        """One optimizer step over the largest, the sampled and the smallest networks."""
+        """One optimizer step over the largest, the sampled and the smallest networks.
+
+        Under DDP the gradients of all passes accumulate locally (``no_sync``) and are
+        all-reduced once, in the last backward.
+        """
         net, space, cfg = self.net, self.net.space, self.config
+        alphas = [space.largest(), *widths, space.smallest()]
         self.optimizer.zero_grad(set_to_none=True)
-        with net.widths(space.largest()):
-            logits = self._forward(net, x)
-            loss_full = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-        self.scaler.scale(loss_full).backward()
-        teacher = F.softmax(logits.detach().float(), dim=1)
-        losses = {"loss_full": loss_full.detach()}
-        for i, alpha in enumerate([*widths, space.smallest()]):
-            with net.widths(alpha):
-                loss = soft_cross_entropy(self._forward(net, x).float(), teacher)
-            self.scaler.scale(loss).backward()
-            losses["loss_small" if i == len(widths) else f"loss_{i}"] = loss.detach()
+        losses, teacher = [], None
+        for i, alpha in enumerate(alphas):
+            last = i == len(alphas) - 1
+            sync = (
+                self.model.no_sync() if self.dist.enabled and not last else contextlib.nullcontext()
+            )
+            with sync, net.widths(alpha):
+                logits = self._forward(self.model, x).float()
+                if teacher is None:
+                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                    teacher = F.softmax(logits.detach(), dim=1)
+                else:
+                    loss = soft_cross_entropy(logits, teacher)
+                self.scaler.scale(loss).backward()
+            losses.append(loss.detach())
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return {k: v.item() for k, v in losses.items()}
+        values = distributed.all_reduce_sum(torch.stack(losses).double(), self.dist) / self.world
+        names = ["loss_full", *(f"loss_{i}" for i in range(len(widths))), "loss_small"]
+        return dict(zip(names, values.tolist()))
+
+    def score(self, alphas: Tensor | None) -> Tensor:
+        """Loss of each width (``n x dim``) on the fixed calibration batch, ``n``.
+
+        Under torchrun every rank calls this together: rank 0 passes the widths, the others None;
+        each scores its share and rank 0 gets all the losses.
+        """
+        if not self.dist.enabled:
+            return self._score_local(alphas)
+        alphas = distributed.broadcast_alphas(alphas, self.dist, self.net.space.dim, self.device)
+        local = self._score_local(alphas[self.rank :: self.world])
+        return distributed.gather_scores(local, len(alphas), self.dist, self.device)
 
     @torch.no_grad()
-    def score(self, alphas: Tensor) -> Tensor:
-        """Loss of each width on the fixed calibration batch with the current weights.
-
-        BN uses the batch's own statistics (train mode), as the running statistics are shared by
-        all widths; the running statistics are left exactly as they were.
-        """
+    def _score_local(self, alphas: Tensor) -> Tensor:
+        """BN uses the batch's own statistics (train mode), as the running statistics are shared
+        by all widths; the running statistics are left exactly as they were."""
         x, y = self.batches.calib
         bn = [m for m in self.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         saved = [
@@ -302,8 +347,7 @@ class Trainer:
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 start = time.perf_counter()
-                widths = self.sampler.widths(self.step, self.score)
-                losses = self.sandwich_step(x, y, widths)
+                losses = self.sandwich_step(x, y, self._widths())
                 self.train_seconds += time.perf_counter() - start
                 if not all(math.isfinite(v) for v in losses.values()):
                     raise NonFiniteLoss(
@@ -348,6 +392,7 @@ class Trainer:
         if isinstance(self.sampler, ParecoSampler) and self.is_main:
             self.sampler.flush()
         self.save()
+        distributed.barrier(self.dist)
         summary = self.evaluate_uniform()
         self.metrics.close()
         return summary
@@ -356,11 +401,14 @@ class Trainer:
     def evaluate_uniform(self) -> dict[str, Any]:
         """Test accuracy (BN recalibrated) at a few uniform widths: a quick look at the run."""
         cfg, space = self.config, self.net.space
-        loader = self.data.eval_loader("test", batch_size=500, device=self.device)
+        shard = (self.rank, self.world) if self.dist.enabled else None
+        loader = self.data.eval_loader("test", batch_size=500, device=self.device, shard=shard)
+        recal = self.batches.recal
+        share = recal[: len(recal) // self.world * self.world][self.rank :: self.world]
         rows = []
         for w in cfg.eval_widths:
             alpha = space.uniform(w)
-            result = evaluate(self.net, alpha, loader, recalibration=self.batches.recal)
+            result = evaluate(self.net, alpha, loader, recalibration=share, ctx=self.dist)
             rows.append({
                 "width": w,
                 "flops_ratio": self.net.cost_ratio(alpha, "flops").item(),
@@ -408,7 +456,8 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             self.loader.load_state_dict(state["loader"])
-            self.sampler.load_state_dict(state["sampler"])
+            if self.is_main:  # only rank 0 samples; the others follow its broadcasts
+                self.sampler.load_state_dict(state["sampler"])
         except (KeyError, RuntimeError, ValueError) as err:
             raise RunError(
                 f"the checkpoint in {self.run_dir} does not fit this configuration "
@@ -417,7 +466,60 @@ class Trainer:
         self.step = int(state["step"])
         self.finished = bool(state["finished"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
-        _set_rng_state(state["rng"])
+        if self.is_main:
+            _set_rng_state(state["rng"])
+
+
+def recalibration_batches(
+    data: DataSplits, n_batches: int, batch_size: int, seed: int, device: torch.device | str = "cpu"
+) -> list[Tensor]:
+    """A fixed set of ``n_batches`` training batches (no augmentation) for BN recalibration."""
+    g = torch.Generator().manual_seed(seed + 1)
+    train = data.train
+    n = min(len(train), n_batches * batch_size)
+    idx = torch.randperm(len(train), generator=g)[:n]
+    return list(data.normalize(train.x[idx].to(device)).split(batch_size))
+
+
+@dataclass
+class Run:
+    """A finished (or interrupted) run loaded back from its directory."""
+
+    run_dir: Path
+    config: TrainConfig
+    data: DataSplits
+    net: SlimmableNet
+    state: dict[str, Any]
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.state.get("finished"))
+
+    def recalibration(self, device: torch.device | str = "cpu") -> list[Tensor]:
+        cfg = self.config
+        return recalibration_batches(self.data, cfg.recal_batches, cfg.batch_size, cfg.seed, device)
+
+
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Run:
+    """Rebuild a run's data and slimmable net with its trained weights.
+
+    Raises:
+        RunError: not a pareco run directory, or a damaged checkpoint.
+    """
+    from pareco.config import read_config_file
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise RunError(f"{run_dir} is not a pareco run directory (no config.json)")
+    config = TrainConfig.from_dict(read_config_file(run_dir / "config.json"))
+    try:
+        state = load_checkpoint(run_dir, map_location=device)
+    except CheckpointError as err:
+        raise RunError(str(err)) from None
+    data = build_data(config)
+    net = build_net(config, data).to(device)
+    net.load_state_dict(state["model"])
+    return Run(run_dir, config, data, net.eval(), state)
 
 
 def format_uniform_table(rows: list[dict[str, Any]]) -> str:

@@ -1,0 +1,145 @@
+"""Two gloo processes on the CPU against one process with the global batch."""
+
+import multiprocessing as mp
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from pareco import models
+from pareco.checkpoint import load_checkpoint
+from pareco.config import TrainConfig
+
+TIMEOUT = 240
+
+
+class NoNormNet(nn.Module):
+    """BN-free, so that 2 x 16 images give exactly the gradients of 1 x 32 (BN would use
+    per-rank batch statistics)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(self.pool(x).flatten(1))
+
+
+def _register() -> None:
+    if "test_nonorm" not in models.names():
+        models.register("test_nonorm", (12, 12))(
+            lambda num_classes, in_channels, **kw: NoNormNet(num_classes, in_channels)
+        )
+
+
+def _config(out: Path, method: str, model: str) -> TrainConfig:
+    return TrainConfig(
+        model=model,
+        model_kwargs={} if model == "test_nonorm" else {"width": 4},
+        data="synthetic",
+        synthetic={"num_train": 288, "num_test": 64, "shape": [1, 12, 12]},
+        val_size=32,
+        calib_size=32,
+        batch_size=32,
+        epochs=1,
+        lr=0.05,
+        recal_batches=2,
+        eval_widths=[1.0],
+        method=method,
+        num_proposals=8,
+        warmup_proposals=2,
+        tau=2,
+        out=str(out),
+        threads=1,
+        checkpoint_every=1000,
+    )
+
+
+def _worker(
+    rank: int, world: int, port: int, out: str, method: str, model: str, die_at: int
+) -> None:
+    if world > 1:
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    _register()
+    from pareco import distributed
+    from pareco.train import Trainer
+
+    trainer = Trainer(_config(Path(out), method, model), progress=False)
+    seen = []
+    choose = trainer._widths
+
+    def record():
+        if trainer.step == die_at and rank == 1:
+            os._exit(3)  # a rank that dies mid-run
+        widths = choose()
+        seen.append(torch.stack(widths) if widths else torch.zeros(0))
+        return widths
+
+    trainer._widths = record
+    trainer.fit()
+    torch.save(seen, Path(out) / f"widths_rank{rank}.pt")
+    distributed.shutdown()
+
+
+def _run(world: int, out: Path, method: str, model: str, die_at: int = -1) -> list[int]:
+    port = _free_port()
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(r, world, port, str(out), method, model, die_at))
+        for r in range(world)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(TIMEOUT)
+    codes = []
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+            pytest.fail("a rank hung")
+        codes.append(p.exitcode)
+    return codes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_ranks_equal_one_process_with_the_global_batch(tmp_path):
+    assert _run(2, tmp_path / "ddp", "twostage", "test_nonorm") == [0, 0]
+    assert _run(1, tmp_path / "single", "twostage", "test_nonorm") == [0]
+    a = load_checkpoint(tmp_path / "ddp")["model"]
+    b = load_checkpoint(tmp_path / "single")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)
+    r0 = torch.load(tmp_path / "ddp" / "widths_rank0.pt")
+    r1 = torch.load(tmp_path / "ddp" / "widths_rank1.pt")
+    single = torch.load(tmp_path / "single" / "widths_rank0.pt")
+    assert len(r0) == len(r1) == len(single) > 0
+    assert all(torch.equal(x, y) and torch.equal(x, z) for x, y, z in zip(r0, r1, single))
+
+
+def test_pareco_run_on_two_ranks_completes_with_identical_widths(tmp_path):
+    assert _run(2, tmp_path / "ddp", "pareco", "smallnet") == [0, 0]
+    r0 = torch.load(tmp_path / "ddp" / "widths_rank0.pt")
+    r1 = torch.load(tmp_path / "ddp" / "widths_rank1.pt")
+    assert len(r0) == len(r1) > 0 and all(torch.equal(x, y) for x, y in zip(r0, r1))
+    history = (tmp_path / "ddp" / "history.jsonl").read_text().splitlines()
+    assert len(history) >= 4
+    assert load_checkpoint(tmp_path / "ddp")["finished"]
+
+
+def test_a_dead_rank_stops_the_other(tmp_path):
+    codes = _run(2, tmp_path / "ddp", "slim", "smallnet", die_at=3)
+    assert codes[1] == 3 and codes[0] != 0  # rank 0 stops with an error instead of hanging
