@@ -136,13 +136,34 @@ def resolve_train_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from pareco.train import Trainer
+    from pareco import distributed
+    from pareco.train import RunError, Trainer
 
     config = resolve_train_config(args)
     trainer = Trainer(config, resume=args.resume, progress=not args.no_progress)
     if trainer.is_main:
         print(trainer.describe(), flush=True)
-    trainer.fit()
+    try:
+        trainer.fit()
+    except RuntimeError as err:
+        if not trainer.dist.enabled or isinstance(err, RunError):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(
+            f"rank {trainer.rank}: lost contact with the other processes ({first}); the last "
+            f"checkpoint in {config.out} is intact: relaunch with --resume"
+        ) from None
+    finally:
+        distributed.shutdown()
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from pareco.twostage import run_search
+
+    summary = run_search(args.rundir, candidates=args.candidates, device=args.device,
+                         progress=not args.no_progress)  # fmt: skip
+    print(f"{summary['candidates']} candidates scored in {summary['score_seconds']:.1f}s; "
+          f"wrote {Path(args.rundir) / 'history.jsonl'}")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a slimmable network (slim, twostage or pareco)")
     _train_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("search", help="TwoStage's second stage: search a finished twostage run")
+    p.add_argument("rundir")
+    p.add_argument("--candidates", type=int, help="widths to propose (default: the run's budget)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_search)
     return parser
 
 

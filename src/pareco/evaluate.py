@@ -8,7 +8,7 @@ a few training batches in train mode (as US-Nets and PareCO do).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -110,3 +110,39 @@ def evaluate(
     sums = all_reduce_sum(torch.tensor([correct, total, loss_sum], dtype=torch.float64), ctx)
     correct, total, loss_sum = sums.tolist()
     return EvalResult(correct / max(total, 1), loss_sum / max(total, 1), int(total))
+
+
+@torch.no_grad()
+def score_widths(
+    net: SlimmableNet,
+    alphas: Tensor,
+    batches: Sequence[tuple[Tensor, Tensor]],
+    forward: Callable[[nn.Module, Tensor], Tensor] | None = None,
+) -> Tensor:
+    """Mean cross-entropy of each width on fixed labelled batches: ``n x dim`` → ``n`` (float64).
+
+    This is how the search sees a width: BN normalizes with each batch's own statistics (train
+    mode), since the running statistics belong to no width in particular; they are left exactly
+    as they were.
+    """
+    forward = forward or (lambda m, x: m(x))
+    bn = _bn_layers(net)
+    saved = [
+        (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bn
+    ]
+    was_training = net.training
+    device = batches[0][0].device
+    out = torch.zeros(len(alphas), dtype=torch.float64, device=device)
+    net.train()
+    try:
+        for i, alpha in enumerate(alphas):
+            with net.widths(alpha):
+                for x, y in batches:
+                    out[i] += F.cross_entropy(forward(net, x).float(), y).double()
+    finally:
+        for m, (mean, var, count) in zip(bn, saved):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(count)
+        net.train(was_training)
+    return (out / len(batches)).cpu()

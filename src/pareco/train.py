@@ -25,7 +25,7 @@ from pareco import distributed, models
 from pareco.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from pareco.config import TrainConfig, write_config
 from pareco.data import DataSplits, SyntheticSpec, load_dataset
-from pareco.evaluate import evaluate
+from pareco.evaluate import evaluate, score_widths
 from pareco.metrics import MetricsWriter
 from pareco.samplers import ParecoSampler, Sampler, default_num_proposals, make_sampler
 from pareco.slim import SlimmableNet, slim
@@ -304,27 +304,8 @@ class Trainer:
         local = self._score_local(alphas[self.rank :: self.world])
         return distributed.gather_scores(local, len(alphas), self.dist, self.device)
 
-    @torch.no_grad()
     def _score_local(self, alphas: Tensor) -> Tensor:
-        """BN uses the batch's own statistics (train mode), as the running statistics are shared
-        by all widths; the running statistics are left exactly as they were."""
-        x, y = self.batches.calib
-        bn = [m for m in self.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        saved = [
-            (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-            for m in bn
-        ]
-        out = torch.empty(len(alphas), dtype=torch.float64)
-        try:
-            for i, alpha in enumerate(alphas):
-                with self.net.widths(alpha):
-                    out[i] = F.cross_entropy(self._forward(self.net, x).float(), y).item()
-        finally:
-            for m, (mean, var, count) in zip(bn, saved):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                m.num_batches_tracked.copy_(count)
-        return out
+        return score_widths(self.net, alphas, [self.batches.calib], self._forward)
 
     # --- the loop -----------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:

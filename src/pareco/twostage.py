@@ -1,0 +1,96 @@
+"""TwoStage's second stage: the PareCO search engine run once, on frozen weights.
+
+Stage one (``pareco train --method twostage``) trains with random per-group widths. Stage two
+(``pareco search RUNDIR``) runs the same GP-guided, Pareto-aware proposals as PareCO, but after
+training: each candidate is scored once on two training batches (train-mode BN), and the weights
+never change, so nothing is re-scored. The result is ``RUNDIR/history.jsonl`` in the format a
+PareCO run writes, from which ``pareco front`` takes its candidates.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pareco.evaluate import score_widths
+from pareco.samplers import default_num_proposals
+from pareco.train import RunError, load_run
+
+
+def run_search(
+    run_dir: str | Path,
+    *,
+    candidates: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Search the frozen weights of a finished ``twostage`` run; writes ``history.jsonl``.
+
+    Args:
+        run_dir: a finished ``--method twostage`` run.
+        candidates: how many widths to propose; default: the run's ``search_candidates``, else
+            the proposal budget a PareCO run of the same length gets (the same search budget).
+
+    Returns:
+        A summary: number of candidates, seconds spent scoring and in the GP.
+    """
+    from pareco.search import ParecoSearch, SearchConfig
+
+    run = load_run(run_dir, device)
+    cfg = run.config
+    if cfg.method != "twostage":
+        raise RunError(
+            f"{run_dir} is a {cfg.method} run: `pareco search` is TwoStage's second stage"
+        )
+    if not run.finished:
+        raise RunError(
+            f"{run_dir} has not finished training: resume it with `pareco train --resume`"
+        )
+    steps = run.state["step"]
+    budget = candidates or cfg.search_candidates or cfg.num_proposals
+    budget = budget or default_num_proposals(steps, cfg.warmup_proposals)
+    g = torch.Generator().manual_seed(cfg.seed + 2)
+    train = run.data.train
+    idx = torch.randperm(len(train), generator=g)[: 2 * cfg.batch_size]
+    x = run.data.normalize(train.x[idx].to(device))
+    batches = list(zip(x.split(cfg.batch_size), train.y[idx].to(device).split(cfg.batch_size)))
+    search = ParecoSearch(
+        lambda a: run.net.cost_ratio(a, cfg.cost),
+        SearchConfig(
+            dim=run.net.space.dim,
+            alpha_min=run.net.space.min_multiplier,
+            proposals_per_round=cfg.num_sampled or 2,
+            warmup=cfg.warmup_proposals,
+            beta=cfg.beta,
+            target_mode=cfg.target,
+            seed=cfg.seed,
+        ),
+    )
+    history_path = Path(run_dir) / "history.jsonl"
+    tmp = history_path.with_suffix(".jsonl.tmp")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=budget, desc="twostage search", leave=False, dynamic_ncols=True)
+    score_seconds = 0.0
+    while len(search.history) < budget:
+        scored = len(search.history)
+        records = search.propose(scored)
+        start = time.perf_counter()
+        alphas = torch.stack([torch.as_tensor(r.alpha, dtype=torch.float64) for r in records])
+        losses = score_widths(run.net, alphas, batches)
+        score_seconds += time.perf_counter() - start
+        search.update_losses([r.index for r in records], losses, scored)
+        if bar is not None:
+            bar.update(len(records))
+    if bar is not None:
+        bar.close()
+    with open(tmp, "w") as f:
+        for record in search.history.records():
+            f.write(record.to_json() + "\n")
+    tmp.replace(history_path)
+    return {"candidates": len(search.history), "score_seconds": score_seconds}
