@@ -166,6 +166,89 @@ def cmd_search(args: argparse.Namespace) -> None:
           f"wrote {Path(args.rundir) / 'history.jsonl'}")  # fmt: skip
 
 
+def cmd_front(args: argparse.Namespace) -> None:
+    from pareco import front
+    from pareco.train import resolve_device
+
+    sweep = front.DEFAULT_SWEEP if args.cost_sweep is None else args.cost_sweep
+    if sweep < 2:
+        raise UserError(f"--cost-sweep needs at least 2 widths, got {sweep}")
+    device = resolve_device(args.device)
+    run = front.open_run(args.rundir, device)
+    result = front.build_front(run, sweep=sweep, device=device, progress=not args.no_progress)
+    front.write_front(args.rundir, result)
+    print(front.format_front_table(result))
+    print(f"wrote front.json, front.csv, front.png, widths.png in {args.rundir}")
+
+
+def _float_arg(flag: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{flag} must be a number, got {text!r}") from None
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from pareco import front
+    from pareco.train import resolve_device
+
+    budget = _float_arg("--budget", args.budget)
+    result = front.export_for_budget(
+        args.rundir, budget, args.cost, args.format, out=args.out,
+        device=resolve_device(args.device), progress=not args.no_progress,
+    )  # fmt: skip
+    p, cost = result.point, front.check_cost(args.cost)
+    checks = ", ".join(f"{k} {100 * c.accuracy:.2f}%" for k, c in result.checks.items())
+    print(
+        f"point {p['id']}: {cost} ratio {p[cost + '_ratio']:.4f} "
+        f"(FLOPs {p['flops_ratio']:.3f}, memory {p['memory_ratio']:.3f}, "
+        f"params {p['params_ratio']:.3f}); test accuracy {100 * p['test_accuracy']:.2f}% "
+        f"(checked: {checks})\nwrote {', '.join(result.report['files'])}, report.md and "
+        f"report.json in {result.path}"
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from pareco import front
+    from pareco.train import resolve_device
+
+    result = front.compare_runs(
+        args.rundirs, args.out, cost=args.cost, device=resolve_device(args.device),
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(front.compare_markdown(result), end="")
+    print(f"wrote compare.md, compare.json, compare.png in {args.out}")
+
+
+def _front_commands(sub: argparse._SubParsersAction) -> None:
+    """``front``, ``export`` and ``compare``: what happens after training."""
+    p = sub.add_parser("front", help="Pareto front of a run (select on val, report on test)")
+    p.add_argument("rundir")
+    p.add_argument("--cost-sweep", type=int,
+                   help="uniform widths evenly spaced in cost (Slim runs; default 16)")  # fmt: skip
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_front)
+
+    p = sub.add_parser("export", help="export the front point that fits a cost budget")
+    p.add_argument("rundir")
+    p.add_argument("--budget", required=True, help="cost ratio to fit (0.5 = half the full cost)")
+    p.add_argument("--cost", default="flops", help="flops, memory or params (default flops)")
+    p.add_argument("--format", default="pt", help="pt, onnx or both (default pt)")
+    p.add_argument("--out", help="directory to write (default RUNDIR/export/COST-BUDGET)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="compare the fronts of several runs")
+    p.add_argument("rundirs", nargs="+")
+    p.add_argument("--out", default="compare", help="directory to write (default ./compare)")
+    p.add_argument("--cost", help="flops, memory or params (default: the first run's objective)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pareco",
@@ -189,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_search)
+
+    _front_commands(sub)
     return parser
 
 

@@ -1,0 +1,1175 @@
+"""The Pareto front of a trained run, the sub-network that fits a budget, and method comparisons.
+
+``pareco front RUNDIR`` (DESIGN.md §2, "After training"):
+
+1. *Candidates*, by method (pure functions): PareCO and TwoStage take the widths of their search
+   history that are non-dominated in (cost ratio, latest loss) — proposals never scored are left
+   out — plus the smallest and the largest network; Slim takes uniform widths evenly spaced in the
+   cost ratio of the run's objective. Candidates with the same channels are one sub-network and are
+   evaluated once.
+2. Every candidate's BatchNorm statistics are recalibrated on the run's fixed training batches,
+   then it is scored on the *validation* split.
+3. For each cost (FLOPs, peak memory, parameters), the front is the candidates non-dominated in
+   (cost ratio, validation error). Only front points are scored on the *test* split, after the same
+   recalibration: the test split never takes part in a choice (select on validation, report on
+   test).
+4. ``front.json`` (every candidate, the fronts, the summary metrics), ``front.csv`` (the front of
+   the run's objective), ``front.png`` and ``widths.png``.
+
+Summary metrics of a front under one cost (front points only, errors on the test split):
+
+* ``auc``: area under the test-error–cost-ratio step curve over ``cost_range`` = [cost ratio of
+  the smallest network, 1]; at cost c the curve is the lowest test error among the front points
+  costing at most c (``pareco.search.error_cost_auc``). ``mean_test_error`` = auc / range width.
+* ``hypervolume``: area dominated by the (cost ratio, test error) points and bounded by the
+  reference point ``HV_REFERENCE`` = (cost ratio 1.0, error 1.0) — the full network's cost and
+  certain error. The full network itself, at cost exactly 1, adds no area.
+* ``accuracy_at``: for budgets of 25/50/75/100% of the full cost, the test accuracy of the point
+  ``pareco export`` would ship: the most accurate *on validation* among the front points whose
+  cost ratio is within the budget (null when none fits).
+
+``pareco compare`` recomputes these over the cost range common to all the runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import importlib.util
+import io
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from pareco.evaluate import EvalResult, evaluate, recalibrate_bn
+from pareco.search.pareto import error_cost_auc, hypervolume_2d, pareto_front
+from pareco.space import WidthSpace
+from pareco.train import Run, RunError, load_run
+
+if TYPE_CHECKING:
+    from pareco.plots import Curve
+
+FRONT_FORMAT = "pareco-front"
+FRONT_VERSION = 1
+HISTORY = "history.jsonl"
+#: A front is selected under each of these costs; ``pareco export --cost`` picks one.
+COSTS = ("flops", "memory", "params")
+#: The two costs pareco trains for: one panel each in the figures.
+PLOTTED_COSTS = ("flops", "memory")
+#: Every absolute cost reported per point (MACs and FLOPs have the same ratio).
+ALL_METRICS = ("macs", "flops", "params", "memory")
+#: Units of the absolute costs (memory: peak activation elements at batch 1, DESIGN.md §3).
+COST_UNITS = {"macs": "MACs", "flops": "FLOPs", "params": "parameters",
+              "memory": "activation elements at batch 1"}  # fmt: skip
+#: Cost budgets (ratios of the full network) at which the summary reports accuracy.
+BUDGETS = (0.25, 0.5, 0.75, 1.0)
+#: Hypervolume reference point: (cost ratio, test error).
+HV_REFERENCE = (1.0, 1.0)
+#: Uniform widths in a Slim run's front.
+DEFAULT_SWEEP = 16
+#: Sub-networks drawn in widths.png.
+WIDTH_LINES = 5
+EVAL_BATCH = 500
+#: A budget equal to a point's cost ratio admits it despite float rounding.
+RATIO_TOL = 1e-9
+
+CostRatio = Callable[[Tensor], Tensor]
+
+
+class FrontError(RunError):
+    """A run whose front cannot be built or used, or a request it cannot meet (one line)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Candidates (pure)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    """A sub-network to evaluate.
+
+    Attributes:
+        alpha: ``dim`` width multipliers (float64).
+        source: ``smallest``, ``largest``, ``history`` (a search proposal) or ``uniform``.
+        history_index: the proposal's index in the history (history candidates only).
+        search_loss: its latest loss in the history (calibration loss for PareCO).
+    """
+
+    alpha: Tensor
+    source: str
+    history_index: int | None = None
+    search_loss: float | None = None
+
+
+def check_cost(name: str) -> str:
+    """The cost a front is selected under: ``flops``, ``memory`` or ``params``.
+
+    Raises:
+        FrontError: any other name, with the valid ones.
+    """
+    key = str(name).strip().lower()
+    if key not in COSTS:
+        raise FrontError(f"unknown cost {name!r}; choose one of {', '.join(COSTS)}")
+    return key
+
+
+def history_candidates(records: Sequence[Mapping[str, Any]], dim: int) -> list[Candidate]:
+    """The proposals of a search history that are non-dominated in (cost ratio, latest loss).
+
+    Proposals whose loss is null (made after the last re-scoring, never measured) are left out.
+
+    Args:
+        records: ``history.jsonl`` records, each with ``alpha`` (``dim`` floats), ``cost`` (cost
+            ratio of the run's objective) and ``loss`` (float or None).
+        dim: number of searchable groups of the run.
+
+    Returns:
+        The non-dominated proposals in increasing cost order.
+    """
+    if not records:
+        return []
+    for i, r in enumerate(records):
+        if len(r["alpha"]) != dim:
+            raise FrontError(
+                f"history record {r.get('index', i)} has {len(r['alpha'])} widths, but the run's "
+                f"network has {dim} searchable groups: the history belongs to another run"
+            )
+    cost = torch.tensor([float(r["cost"]) for r in records], dtype=torch.float64)
+    loss = torch.tensor(
+        [math.nan if r.get("loss") is None else float(r["loss"]) for r in records],
+        dtype=torch.float64,
+    )
+    front = pareto_front(cost, loss)
+    return [
+        Candidate(
+            alpha=torch.tensor(records[i]["alpha"], dtype=torch.float64),
+            source="history",
+            history_index=int(records[i].get("index", i)),
+            search_loss=float(loss[i]),
+        )
+        for i in front.indices.tolist()
+    ]
+
+
+def uniform_sweep(space: WidthSpace, cost_ratio: CostRatio, n: int, steps: int = 60) -> Tensor:
+    """Uniform widths whose cost ratios are spread evenly from the smallest network to the full one.
+
+    For each of ``n`` targets evenly spaced in [cost(smallest), 1], bisection finds the widest
+    uniform multiplier costing at most the target (cost grows with the multiplier), which is then
+    lowered to the smallest multiplier giving the same channels (0.5 rather than 0.5999). Targets
+    that land on the same channels give repeated rows; :func:`unique_by_channels` drops them.
+
+    Args:
+        space: the run's width space.
+        cost_ratio: exact cost ratio, ``n x dim`` → ``n``.
+        n: number of targets (at least 2: the smallest and the full network).
+        steps: bisection steps (each halves the multiplier interval).
+
+    Returns:
+        ``n x dim`` float64, rows in increasing cost; the first is the smallest network, the last
+        the full one.
+    """
+    if n < 2:
+        raise ValueError(f"a cost sweep needs at least 2 widths, got {n}")
+    dim, a_min = space.dim, space.min_multiplier
+
+    def cost_of(a: Tensor) -> Tensor:
+        return cost_ratio(a[:, None].expand(-1, dim))
+
+    c_min = float(cost_of(torch.tensor([a_min], dtype=torch.float64))[0])
+    targets = torch.linspace(c_min, 1.0, n, dtype=torch.float64)
+    lo = torch.full((n,), a_min, dtype=torch.float64)  # invariant: cost(lo) <= target
+    hi = torch.ones(n, dtype=torch.float64)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        fits = cost_of(mid) <= targets + RATIO_TOL
+        lo, hi = torch.where(fits, mid, lo), torch.where(fits, hi, mid)
+    a = torch.where(cost_of(hi) <= targets + RATIO_TOL, hi, lo)
+    channels = space.channels(a[:, None].expand(-1, dim))
+    lowest = (channels / space.sizes).amax(-1).clamp(min=a_min, max=1.0)
+    same = (space.channels(lowest[:, None].expand(-1, dim)) == channels).all(-1)
+    a = torch.where(same, lowest, a)
+    return a[:, None].expand(-1, dim).clone()
+
+
+def unique_by_channels(candidates: Sequence[Candidate], space: WidthSpace) -> list[Candidate]:
+    """Candidates with distinct channel vectors, the first of each kept (they are one network)."""
+    seen: set[tuple[int, ...]] = set()
+    out = []
+    for c in candidates:
+        try:
+            key = tuple(space.channels(c.alpha).tolist())
+        except ValueError as err:
+            raise FrontError(f"a candidate width vector does not fit the run: {err}") from None
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def method_candidates(
+    method: str,
+    space: WidthSpace,
+    cost_ratio: CostRatio,
+    *,
+    history: Sequence[Mapping[str, Any]] | None = None,
+    sweep: int = DEFAULT_SWEEP,
+) -> list[Candidate]:
+    """The candidates of a run's front, by method (see the module docstring).
+
+    Args:
+        method: ``slim``, ``twostage`` or ``pareco``.
+        space: the run's width space.
+        cost_ratio: exact cost ratio of the run's objective, ``n x dim`` → ``n``.
+        history: the search history (``pareco`` and ``twostage``).
+        sweep: uniform widths of a Slim front.
+    """
+    if method == "slim":
+        candidates = [Candidate(a, "uniform") for a in uniform_sweep(space, cost_ratio, sweep)]
+    elif method in ("pareco", "twostage"):
+        if history is None:
+            raise ValueError(f"a {method} front needs the search history")
+        candidates = [
+            Candidate(space.smallest(), "smallest"),
+            *history_candidates(history, space.dim),
+            Candidate(space.largest(), "largest"),
+        ]
+    else:
+        raise FrontError(f"unknown method {method!r}; a run's method is slim, twostage or pareco")
+    return unique_by_channels(candidates, space)
+
+
+# --------------------------------------------------------------------------------------------
+# Selection, budgets and metrics (pure)
+# --------------------------------------------------------------------------------------------
+def select_front(cost: Tensor, val_error: Tensor) -> list[int]:
+    """Positions of the points non-dominated in (cost, validation error), by increasing cost.
+
+    Args:
+        cost: ``n`` cost ratios.
+        val_error: ``n`` validation errors.
+    """
+    return pareto_front(cost.double(), val_error.double()).indices.tolist()
+
+
+def best_within(cost: Tensor, val_accuracy: Tensor, budget: float) -> int | None:
+    """Position of the most accurate point on validation whose cost is within ``budget``.
+
+    Ties go to the cheaper point. Args: ``cost`` and ``val_accuracy`` are ``n`` each.
+    Returns None when no point fits.
+    """
+    fits = (cost <= budget + RATIO_TOL).nonzero().flatten().tolist()
+    if not fits:
+        return None
+    return max(fits, key=lambda i: (float(val_accuracy[i]), -float(cost[i])))
+
+
+def summary_metrics(
+    cost: Tensor,
+    val_accuracy: Tensor,
+    test_accuracy: Tensor,
+    lo: float,
+    hi: float = 1.0,
+    budgets: Sequence[float] = BUDGETS,
+) -> dict[str, Any]:
+    """AUC, hypervolume and accuracy at budgets of a front (see the module docstring).
+
+    Args:
+        cost: ``k`` cost ratios of the front points.
+        val_accuracy: ``k`` validation accuracies (they pick the point at each budget).
+        test_accuracy: ``k`` test accuracies (they are reported).
+        lo, hi: the cost range of the AUC; ``lo`` must be at least the cheapest point's cost
+            (below it the curve is undefined).
+
+    Returns:
+        ``cost_range``, ``auc``, ``mean_test_error``, ``hypervolume``, ``hypervolume_reference``,
+        ``accuracy_at`` (one entry per budget: budget, point position, cost ratio, test accuracy;
+        null fields when nothing fits).
+    """
+    cost, error = cost.double(), 1.0 - test_accuracy.double()
+    if hi > lo:
+        auc = error_cost_auc(cost, error, lo, hi)
+        mean_error = auc / (hi - lo)
+    else:  # a space with one network: the curve is a point
+        auc = 0.0
+        mean_error = float(error[cost <= hi + RATIO_TOL].min())
+    at = []
+    for b in budgets:
+        i = best_within(cost, val_accuracy, b)
+        at.append({
+            "budget": b,
+            "point": i,
+            "cost_ratio": None if i is None else float(cost[i]),
+            "test_accuracy": None if i is None else float(test_accuracy[i]),
+        })  # fmt: skip
+    return {
+        "cost_range": [lo, hi],
+        "auc": auc,
+        "mean_test_error": mean_error,
+        "hypervolume": hypervolume_2d(cost, error, *HV_REFERENCE),
+        "hypervolume_reference": {"cost_ratio": HV_REFERENCE[0], "error": HV_REFERENCE[1]},
+        "accuracy_at": at,
+    }
+
+
+def alphas_of(point: Mapping[str, Any]) -> Tensor:
+    """A point's width vector, ``dim`` float64 (float32 could change its channels)."""
+    return torch.tensor(point["alpha"], dtype=torch.float64)
+
+
+def front_points(front: Mapping[str, Any], cost: str) -> list[dict[str, Any]]:
+    """The points of ``front`` (a front.json dict) on its front under ``cost``, by cost."""
+    return [front["points"][i] for i in front["fronts"][cost]]
+
+
+def front_arrays(points: Sequence[Mapping[str, Any]], cost: str) -> tuple[Tensor, Tensor, Tensor]:
+    """``k`` cost ratios, ``k`` validation and ``k`` test accuracies of front points."""
+    return (
+        torch.tensor([p[f"{cost}_ratio"] for p in points], dtype=torch.float64),
+        torch.tensor([p["val_accuracy"] for p in points], dtype=torch.float64),
+        torch.tensor([p["test_accuracy"] for p in points], dtype=torch.float64),
+    )
+
+
+def pick_for_budget(front: Mapping[str, Any], cost: str, budget: float) -> dict[str, Any]:
+    """The front point ``pareco export`` ships for ``cost`` ratio ≤ ``budget``: the most accurate
+    on validation among those that fit.
+
+    Raises:
+        FrontError: an unknown cost, or a budget below every point (naming the smallest cost).
+    """
+    cost = check_cost(cost)
+    if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
+        raise FrontError(
+            f"--budget must be a positive cost ratio (1.0 = the full network), got {budget}"
+        )
+    points = front_points(front, cost)
+    ratios, val, _ = front_arrays(points, cost)
+    i = best_within(ratios, val, budget)
+    if i is None:
+        raise FrontError(
+            f"no sub-network fits a {cost} ratio of {budget:g}: the smallest available costs "
+            f"{float(ratios.min()):.4f}"
+        )
+    return points[i]
+
+
+def spread(cost: Sequence[float], k: int) -> list[int]:
+    """Up to ``k`` positions of a cost-sorted list spread evenly in cost (first and last kept)."""
+    n = len(cost)
+    if n <= k:
+        return list(range(n))
+    lo, hi = cost[0], cost[-1]
+    chosen: list[int] = []
+    for j in range(k):
+        target = lo + (hi - lo) * j / (k - 1)
+        free = [i for i in range(n) if i not in chosen]
+        chosen.append(min(free, key=lambda i: abs(cost[i] - target)))
+    return sorted(chosen)
+
+
+@dataclass(frozen=True)
+class AgreementCheck:
+    """Does a model classify the test split as the front said the sub-network does?
+
+    Attributes:
+        correct: test samples the checked model classifies right.
+        expected: the front's figure for the point.
+        samples: test samples.
+        max_logit_diff: largest |logit − reference logit|.
+        noise: the float noise allowed on a logit.
+        near_ties: samples whose reference top-2 margin is so small that noise may flip them.
+        ok: the logits agree within noise and the count is within ``near_ties`` of ``expected``.
+    """
+
+    correct: int
+    expected: int
+    samples: int
+    max_logit_diff: float
+    noise: float
+    near_ties: int
+    ok: bool
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.samples, 1)
+
+
+def check_agreement(
+    reference: Tensor, logits: Tensor, labels: Tensor, expected_correct: int, rtol: float = 1e-4
+) -> AgreementCheck:
+    """Compare a model's test predictions with the slimmable network's and with the front.
+
+    Args:
+        reference: ``n x classes`` logits of the slimmable network at the point (recalibrated).
+        logits: ``n x classes`` logits of the model under check (exported, reloaded, ONNX).
+        labels: ``n`` true classes.
+        expected_correct: correct predictions the front reported for the point.
+        rtol: float noise allowed on a logit, relative to the largest reference logit (>= 1).
+    """
+    reference, logits = reference.double().cpu(), logits.double().cpu()
+    labels = labels.cpu()
+    noise = rtol * max(1.0, float(reference.abs().max())) if reference.numel() else rtol
+    diff = float((logits - reference).abs().max()) if logits.numel() else 0.0
+    if reference.shape[1] > 1:
+        top2 = reference.topk(2, dim=1).values
+        margin = top2[:, 0] - top2[:, 1]
+    else:
+        margin = torch.full((reference.shape[0],), math.inf, dtype=torch.float64)
+    near = int((margin <= 2 * max(diff, noise)).sum())
+    correct = int((logits.argmax(1) == labels).sum())
+    ok = diff <= noise and abs(correct - expected_correct) <= near
+    return AgreementCheck(correct, expected_correct, int(labels.numel()), diff, noise, near, ok)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs and evaluation
+# --------------------------------------------------------------------------------------------
+def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Load a *finished* run.
+
+    Raises:
+        RunError, FrontError: not a pareco run directory, a damaged checkpoint, or a run whose
+            training has not finished.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FrontError(f"{run_dir} is not a directory; give a pareco run directory")
+    run = load_run(run_dir, device)
+    if not run.finished:
+        raise FrontError(
+            f"{run_dir}: training has not finished (checkpoint at step {run.state.get('step')}); "
+            f"finish it first with `pareco train --resume --out {run_dir}`"
+        )
+    if run.config.threads:
+        torch.set_num_threads(run.config.threads)
+    return run
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """The records of ``history.jsonl``, or a FrontError naming the damaged line."""
+    records = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise FrontError(f"{path} line {n} is damaged ({err})") from None
+            if not isinstance(record, dict) or not {"alpha", "cost"} <= record.keys():
+                raise FrontError(f"{path} line {n} is not a history record (alpha, cost, loss)")
+            records.append(record)
+    return records
+
+
+def run_candidates(run: Run, sweep: int = DEFAULT_SWEEP) -> list[Candidate]:
+    """The candidates of a run's front (reads its history for PareCO and TwoStage)."""
+    method, space = run.config.method, run.net.space
+
+    def cost_ratio(a: Tensor) -> Tensor:
+        return run.net.cost_ratio(a, run.config.cost)
+
+    if method == "slim":
+        return method_candidates(method, space, cost_ratio, sweep=sweep)
+    path = run.run_dir / HISTORY
+    if not path.is_file():
+        if method == "twostage":
+            raise FrontError(
+                f"{run.run_dir} is a TwoStage run whose search has not run yet (no {HISTORY}): "
+                f"run `pareco search {run.run_dir}` first"
+            )
+        raise FrontError(
+            f"{run.run_dir} is a PareCO run without {HISTORY} (training writes it); "
+            "the run directory is incomplete"
+        )
+    return method_candidates(method, space, cost_ratio, history=read_history(path))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Logits ``n x classes`` (float32, CPU) and labels ``n`` over a loader, in eval mode.
+
+    ``model`` is evaluated as it is: recalibrate BN (and set widths) first.
+    """
+    was_training = model.training
+    model.eval()
+    outs, labels = [], []
+    try:
+        for x, y in loader:
+            outs.append(model(x).float().cpu())
+            labels.append(y.cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outs), torch.cat(labels)
+
+
+def _score_all(
+    run: Run,
+    alphas: Sequence[Tensor],
+    split: str,
+    recalibration: list[Tensor],
+    device: torch.device,
+    progress: bool,
+) -> list[EvalResult]:
+    results = []
+    for alpha in _bar(alphas, progress, f"{split} ({len(alphas)} sub-networks)"):
+        loader = run.data.eval_loader(split, EVAL_BATCH, device=device)
+        results.append(evaluate(run.net, alpha, loader, recalibration=recalibration))
+    return results
+
+
+def _bar(items: Sequence[Tensor], enabled: bool, desc: str) -> Iterable[Tensor]:
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def fingerprint(run_dir: str | Path) -> dict[str, str | None]:
+    """SHA-256 of the checkpoint and the history a front was computed from."""
+    run_dir = Path(run_dir)
+    return {
+        "checkpoint_sha256": _sha256(run_dir / "checkpoint.pt"),
+        "history_sha256": _sha256(run_dir / HISTORY),
+    }
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_front(
+    run: Run,
+    *,
+    sweep: int = DEFAULT_SWEEP,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a finished run's candidates and select its fronts: the front.json dictionary.
+
+    Every candidate is recalibrated and scored on validation; the front points under each of
+    ``COSTS`` are then recalibrated again and scored on test. Nothing is written.
+    """
+    device = torch.device(device)
+    cfg, net, space, data = run.config, run.net, run.net.space, run.data
+    if len(data.val) == 0:
+        raise FrontError(
+            f"{run.run_dir} has no validation split (val_size 0): the front is selected on "
+            "validation, so train with --val-size > 0"
+        )
+    candidates = run_candidates(run, sweep)
+    alphas = torch.stack([c.alpha for c in candidates])
+    channels = space.channels(alphas)
+    absolute = {m: net.cost(alphas, m) for m in ALL_METRICS}
+    ratio = {m: net.cost_ratio(alphas, m) for m in ALL_METRICS}
+    order = sorted(range(len(candidates)), key=lambda i: (float(ratio[cfg.cost][i]), i))
+
+    recal = run.recalibration(device)
+    val = _score_all(run, [alphas[i] for i in order], "val", recal, device, progress)
+    points: list[dict[str, Any]] = []
+    for pid, (i, v) in enumerate(zip(order, val)):
+        c = candidates[i]
+        points.append({
+            "id": pid,
+            "source": c.source,
+            "history_index": c.history_index,
+            "search_loss": c.search_loss,
+            "alpha": alphas[i].tolist(),
+            "channels": channels[i].tolist(),
+            **{m: float(absolute[m][i]) for m in ALL_METRICS},
+            **{f"{m}_ratio": float(ratio[m][i]) for m in ALL_METRICS},
+            "val_accuracy": v.accuracy,
+            "val_loss": v.loss,
+            "val_correct": round(v.accuracy * v.samples),
+            "test_accuracy": None,
+            "test_loss": None,
+            "test_correct": None,
+        })  # fmt: skip
+    val_error = torch.tensor([1.0 - p["val_accuracy"] for p in points], dtype=torch.float64)
+    fronts = {
+        m: select_front(
+            torch.tensor([p[f"{m}_ratio"] for p in points], dtype=torch.float64), val_error
+        )
+        for m in COSTS
+    }
+    on_front = sorted({i for ids in fronts.values() for i in ids})
+    test = _score_all(
+        run, [alphas_of(points[i]) for i in on_front], "test", recal, device, progress
+    )
+    for i, t in zip(on_front, test):
+        points[i].update(
+            test_accuracy=t.accuracy, test_loss=t.loss, test_correct=round(t.accuracy * t.samples)
+        )
+    metrics = {}
+    for m in COSTS:
+        c, v, t = front_arrays(front_points({"points": points, "fronts": fronts}, m), m)
+        metrics[m] = summary_metrics(c, v, t, lo=float(ratio[m].min()))
+        for entry in metrics[m]["accuracy_at"]:  # positions in the front → point ids
+            if entry["point"] is not None:
+                entry["point"] = fronts[m][entry["point"]]
+    c, h, w = data.input_shape
+    return {
+        "format": FRONT_FORMAT,
+        "version": FRONT_VERSION,
+        "run": str(run.run_dir),
+        "method": cfg.method,
+        "cost": cfg.cost,
+        "model": cfg.model,
+        "model_kwargs": cfg.model_kwargs,
+        "data": cfg.data,
+        "input_shape": [c, h, w],
+        "min_multiplier": space.min_multiplier,
+        "selection": "validation",
+        "report": "test",
+        "samples": {"val": val[0].samples, "test": test[0].samples},
+        "recalibration_batches": len(recal),
+        "device": str(device),
+        "sweep": sweep if cfg.method == "slim" else None,
+        "groups": [{"name": g.name, "size": g.size} for g in space.groups],
+        "full_network": {m: float(net.cost(space.largest(), m)) for m in ALL_METRICS},
+        "points": points,
+        "fronts": fronts,
+        "metrics": metrics,
+        "source": fingerprint(run.run_dir),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+def write_front(run_dir: str | Path, front: Mapping[str, Any]) -> list[Path]:
+    """Write front.json, front.csv, front.png and widths.png into ``run_dir`` (each atomically)."""
+    from pareco import plots
+
+    run_dir = Path(run_dir)
+    written = [
+        _atomic_text(run_dir / "front.json", json.dumps(front, indent=1) + "\n"),
+        _atomic_text(run_dir / "front.csv", front_csv(front)),
+    ]
+    title = f"{run_dir.name}: {front['method']}, {front['model']} (select on val, report on test)"
+    panels = {m: [front_curve(front, m, front["method"])] for m in _plotted(front)}
+    written.append(plots.plot_fronts(panels, run_dir / "front.png", title))
+    points = front_points(front, front["cost"])
+    chosen = [points[i] for i in spread([p[f"{front['cost']}_ratio"] for p in points], WIDTH_LINES)]
+    cost = front["cost"]
+    lines = [
+        plots.WidthLine(
+            f"{cost} {p[f'{cost}_ratio']:.2f}, acc {100 * p['test_accuracy']:.1f}%", p["channels"]
+        )
+        for p in chosen
+    ]
+    groups = front["groups"]
+    written.append(plots.plot_widths(
+        [g["name"] for g in groups], [g["size"] for g in groups], lines,
+        run_dir / "widths.png", f"{run_dir.name}: channels per group of front points",
+    ))  # fmt: skip
+    return written
+
+
+def _plotted(front: Mapping[str, Any]) -> list[str]:
+    """The run's own cost objective first, then the other."""
+    return [front["cost"], *(m for m in PLOTTED_COSTS if m != front["cost"])]
+
+
+def front_curve(front: Mapping[str, Any], cost: str, label: str) -> Curve:
+    """The ``plots.Curve`` of a front under ``cost``."""
+    from pareco import plots
+
+    points = front_points(front, cost)
+    return plots.Curve(
+        label,
+        [p[f"{cost}_ratio"] for p in points],
+        [1.0 - p["test_accuracy"] for p in points],
+    )
+
+
+def front_csv(front: Mapping[str, Any]) -> str:
+    """The front of the run's objective as CSV, one row per point, by increasing cost."""
+    names = [g["name"] for g in front["groups"]]
+    scalar = ["id", "source", "history_index",
+              *ALL_METRICS, *(f"{m}_ratio" for m in ALL_METRICS),
+              "val_accuracy", "val_loss", "test_accuracy", "test_loss"]  # fmt: skip
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*scalar, *(f"alpha[{n}]" for n in names), *(f"channels[{n}]" for n in names)])
+    for p in front_points(front, front["cost"]):
+        writer.writerow([
+            *("" if p[k] is None else p[k] for k in scalar),
+            *(f"{a:.6g}" for a in p["alpha"]),
+            *p["channels"],
+        ])  # fmt: skip
+    return buf.getvalue()
+
+
+def load_front(run_dir: str | Path) -> dict[str, Any]:
+    """Read ``RUNDIR/front.json``, refusing one computed from another checkpoint or history.
+
+    Raises:
+        FrontError: missing, damaged or out of date.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "front.json"
+    if not path.is_file():
+        raise FrontError(f"{run_dir} has no front.json: run `pareco front {run_dir}` first")
+    try:
+        front = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FrontError(f"{path} is damaged ({err}); run `pareco front {run_dir}` again") from None
+    if front.get("format") != FRONT_FORMAT or front.get("version") != FRONT_VERSION:
+        raise FrontError(f"{path} is not a {FRONT_FORMAT} v{FRONT_VERSION} file")
+    if front.get("source") != fingerprint(run_dir):
+        raise FrontError(
+            f"{path} was computed from another checkpoint or search history; "
+            f"run `pareco front {run_dir}` again"
+        )
+    return front
+
+
+def ensure_front(
+    run_dir: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    run: Run | None = None,
+) -> dict[str, Any]:
+    """The run's front.json, computed and written first when there is none."""
+    run_dir = Path(run_dir)
+    if (run_dir / "front.json").is_file():
+        return load_front(run_dir)
+    run = run or open_run(run_dir, device)
+    front = build_front(run, device=device, progress=progress)
+    write_front(run_dir, front)
+    return front
+
+
+def _atomic_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Export of the point that fits a budget
+# --------------------------------------------------------------------------------------------
+FORMATS = {"pt": ("pt",), "onnx": ("onnx",), "both": ("pt", "onnx")}
+
+
+@dataclass
+class ExportResult:
+    """Where the exported model went, which point it is, and the accuracy checks it passed."""
+
+    path: Path
+    point: dict[str, Any]
+    checks: dict[str, AgreementCheck]
+    report: dict[str, Any]
+
+
+def export_for_budget(
+    run_dir: str | Path,
+    budget: float,
+    cost: str,
+    fmt: str = "pt",
+    *,
+    out: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> ExportResult:
+    """Export the front point that fits ``cost`` ratio ≤ ``budget`` as a plain model.
+
+    The point (most accurate on validation among those that fit, from front.json — computed first
+    when missing) is BN-recalibrated and materialized (``net.export``); the saved model is loaded
+    back and its test accuracy must equal the front's figure up to float noise (samples whose top-2
+    logits are closer than the noise), or nothing is written. Files go to ``out`` (default
+    ``RUNDIR/export/<cost>-<budget>``): model.json + weights.pt (``pt``), model.onnx (``onnx``),
+    report.json and report.md.
+    """
+    run_dir = Path(run_dir)
+    cost = check_cost(cost)
+    if fmt not in FORMATS:
+        raise FrontError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    formats = FORMATS[fmt]
+    if not (math.isfinite(budget) and budget > 0):
+        raise FrontError(
+            f"--budget must be a positive cost ratio (1.0 = the full network), got {budget}"
+        )
+    if "onnx" in formats:
+        missing = [
+            m for m in ("onnx", "onnxscript", "onnxruntime") if not importlib.util.find_spec(m)
+        ]
+        if missing:
+            raise FrontError(f"ONNX export needs {', '.join(missing)}: pip install 'pareco[onnx]'")
+    device = torch.device(device)
+    run = open_run(run_dir, device)
+    net, space = run.net, run.net.space
+    smallest = float(net.cost_ratio(space.smallest(), cost))
+    if budget < smallest - RATIO_TOL:
+        raise FrontError(
+            f"no sub-network fits a {cost} ratio of {budget:g}: the smallest available costs "
+            f"{smallest:.4f}"
+        )
+    front = ensure_front(run_dir, device=device, progress=progress, run=run)
+    point = pick_for_budget(front, cost, budget)
+    alpha = alphas_of(point)
+
+    recalibrate_bn(net, alpha, run.recalibration(device))
+
+    def test_loader() -> Iterable[
+        tuple[Tensor, Tensor]
+    ]:  # a loader is one pass: a fresh one for every model checked
+        return run.data.eval_loader("test", EVAL_BATCH, device=device)
+
+    with net.widths(alpha):
+        reference, labels = predict(net, test_loader())
+    sub = net.export(alpha).eval()
+    # CUDA convolutions may run in TF32: allow its rounding; on CPU the noise is far below 1e-4
+    cuda = device.type == "cuda" or str(front.get("device", "")).startswith("cuda")
+    rtol = 5e-3 if cuda else 1e-4
+
+    target = Path(out) if out is not None else run_dir / "export" / f"{cost}-{budget:g}"
+    checks: dict[str, AgreementCheck] = {}
+    with _staging(target) as stage:
+        meta = export_meta(run, front, point, cost, budget)
+        if "pt" in formats:
+            from pareco.export import load, save
+
+            save(sub.cpu(), stage, meta)
+            logits, _ = predict(load(stage, map_location=device), test_loader())
+            checks["pt"] = check_agreement(reference, logits, labels, point["test_correct"], rtol)
+        else:
+            logits, _ = predict(sub.to(device), test_loader())
+            checks["torch"] = check_agreement(
+                reference, logits, labels, point["test_correct"], rtol
+            )
+        if "onnx" in formats:
+            example = run.data.normalize(run.data.test.x[:1])
+            logits = _onnx_logits(sub.cpu(), example, test_loader(), stage / "model.onnx")
+            checks["onnx"] = check_agreement(reference, logits, labels, point["test_correct"], rtol)
+        failed = {k: c for k, c in checks.items() if not c.ok}
+        if failed:
+            detail = "; ".join(
+                f"{k}: {c.correct}/{c.samples} correct, max logit difference "
+                f"{c.max_logit_diff:.3g} (noise {c.noise:.3g}, {c.near_ties} near ties)"
+                for k, c in failed.items()
+            )
+            raise FrontError(
+                f"the exported model does not reproduce the front's test accuracy for point "
+                f"{point['id']} ({point['test_correct']}/{checks[next(iter(failed))].samples} "
+                f"correct): {detail}; nothing was written"
+            )
+        report = export_report(front, point, cost, budget, checks, target, formats)
+        (stage / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (stage / "report.md").write_text(export_report_markdown(report))
+    return ExportResult(target, point, checks, report)
+
+
+def _onnx_logits(
+    sub: nn.Module, example: Tensor, loader: Iterable[tuple[Tensor, Tensor]], path: Path
+) -> Tensor:
+    """Write ``sub`` as ONNX (``example``: ``1 x C x H x W``) and run it with onnxruntime over
+    the loader: ``n x classes`` logits."""
+    import onnxruntime as ort
+
+    from pareco.export import to_onnx
+
+    to_onnx(sub, example.cpu(), path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outs = [torch.from_numpy(session.run(None, {"input": x.cpu().numpy()})[0]) for x, _ in loader]
+    return torch.cat(outs)
+
+
+EXPORT_FILES = frozenset({"model.json", "weights.pt", "model.onnx", "report.json", "report.md"})
+
+
+@contextlib.contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A fresh directory beside ``target`` that replaces it only when the block succeeds.
+
+    An existing ``target`` is replaced only if it holds nothing but an earlier export's files.
+    """
+    if target.exists() and (
+        not target.is_dir() or not {p.name for p in target.iterdir()} <= EXPORT_FILES
+    ):
+        raise FrontError(
+            f"{target} exists and holds other files than an exported model; choose a new "
+            "or empty directory"
+        )
+    created_parent = not target.parent.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created_parent:
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()
+        raise
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    if target.exists():
+        target.replace(old)
+    stage.replace(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_meta(
+    run: Run, front: Mapping[str, Any], point: Mapping[str, Any], cost: str, budget: float
+) -> dict[str, Any]:
+    """What model.json's ``meta`` says about an exported point: widths, costs, accuracy, inputs."""
+    data = run.data
+    return {
+        "run": str(run.run_dir),
+        "method": front["method"],
+        "model": front["model"],
+        "selected": {"cost": cost, "budget": budget, "by": "validation accuracy"},
+        "point": point["id"],
+        "alpha": point["alpha"],
+        "channels": {g["name"]: ch for g, ch in zip(front["groups"], point["channels"])},
+        "costs": {m: point[m] for m in ALL_METRICS},
+        "cost_ratios": {m: point[f"{m}_ratio"] for m in ALL_METRICS},
+        "accuracy": {"val": point["val_accuracy"], "test": point["test_accuracy"]},
+        "input": {
+            "shape": list(data.input_shape),
+            "preprocess": "x / 255, then (x - mean) / std per channel",
+            "mean": list(data.mean),
+            "std": list(data.std),
+        },
+        "num_classes": data.num_classes,
+        "class_names": list(data.class_names),
+    }
+
+
+def export_report(
+    front: Mapping[str, Any],
+    point: Mapping[str, Any],
+    cost: str,
+    budget: float,
+    checks: Mapping[str, AgreementCheck],
+    target: Path,
+    formats: Sequence[str],
+) -> dict[str, Any]:
+    """report.json: the point, its costs and widths, and the accuracy checks it passed."""
+    files = ["model.json", "weights.pt"] if "pt" in formats else []
+    files += ["model.onnx"] if "onnx" in formats else []
+    return {
+        "run": front["run"],
+        "method": front["method"],
+        "model": front["model"],
+        "budget": {"cost": cost, "ratio": budget},
+        "point": point["id"],
+        "cost_ratios": {m: point[f"{m}_ratio"] for m in ALL_METRICS},
+        "costs": {m: point[m] for m in ALL_METRICS},
+        "val_accuracy": point["val_accuracy"],
+        "test_accuracy": point["test_accuracy"],
+        "checks": {k: {**asdict(c), "accuracy": c.accuracy} for k, c in checks.items()},
+        "widths": [
+            {"group": g["name"], "channels": ch, "size": g["size"], "alpha": a}
+            for g, ch, a in zip(front["groups"], point["channels"], point["alpha"])
+        ],
+        "files": files,
+        "path": str(target),
+    }
+
+
+def export_report_markdown(report: Mapping[str, Any]) -> str:
+    """report.md: :func:`export_report` for people."""
+    b, r = report["budget"], report["cost_ratios"]
+    lines = [
+        f"# {report['model']} sub-network for {b['cost']} ≤ {b['ratio']:g}",
+        "",
+        f"Run `{report['run']}` ({report['method']}), front point {report['point']}, "
+        "chosen by validation accuracy.",
+        "",
+        "| cost | ratio | absolute |",
+        "|---|---|---|",
+        *(f"| {m} | {r[m]:.4f} | {report['costs'][m]:.6g} {COST_UNITS[m]} |" for m in ALL_METRICS),
+        "",
+        f"Validation accuracy {100 * report['val_accuracy']:.2f}%, "
+        f"test accuracy {100 * report['test_accuracy']:.2f}% (front).",
+        "",
+        "| model checked | test accuracy | max logit difference |",
+        "|---|---|---|",
+        *(
+            f"| {k} | {100 * c['accuracy']:.2f}% ({c['correct']}/{c['samples']}) "
+            f"| {c['max_logit_diff']:.3g} |"
+            for k, c in report["checks"].items()
+        ),
+        "",
+        "| group | channels | of | alpha |",
+        "|---|---|---|---|",
+        *(
+            f"| {w['group']} | {w['channels']} | {w['size']} | {w['alpha']:.4f} |"
+            for w in report["widths"]
+        ),
+        "",
+        f"Files: {', '.join(report['files'])}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Comparison of runs
+# --------------------------------------------------------------------------------------------
+def compare_fronts(
+    fronts: Sequence[Mapping[str, Any]], labels: Sequence[str], cost: str
+) -> dict[str, Any]:
+    """Summary metrics of several runs' fronts under ``cost``, over their common cost range.
+
+    The AUC range is [the largest of the runs' cheapest front costs, 1], so that every curve is
+    defined over all of it. Runs must share model, data and input size (ratios of different full
+    networks do not compare).
+    """
+    cost = check_cost(cost)
+    if not fronts:
+        raise FrontError("compare needs at least one run")
+    keys = ("model", "model_kwargs", "data", "input_shape")
+    first = fronts[0]
+    for label, f in zip(labels, fronts):
+        diff = [k for k in keys if f.get(k) != first.get(k)]
+        if diff:
+            detail = ", ".join(f"{k} {first.get(k)!r} vs {f.get(k)!r}" for k in diff)
+            raise FrontError(
+                f"{labels[0]} and {label} differ in {detail}: cost ratios of different networks "
+                "do not compare"
+            )
+    arrays = [front_arrays(front_points(f, cost), cost) for f in fronts]
+    lo = max(float(c.min()) for c, _, _ in arrays)
+    rows = []
+    for label, f, (c, v, t) in zip(labels, fronts, arrays):
+        rows.append({
+            "run": label,
+            "path": f["run"],
+            "method": f["method"],
+            "objective": f["cost"],
+            "front_points": len(c),
+            **summary_metrics(c, v, t, lo=lo),
+        })  # fmt: skip
+    return {
+        "cost": cost,
+        "cost_range": [lo, 1.0],
+        "hypervolume_reference": {"cost_ratio": HV_REFERENCE[0], "error": HV_REFERENCE[1]},
+        "budgets": list(BUDGETS),
+        "runs": rows,
+    }
+
+
+def compare_markdown(result: Mapping[str, Any]) -> str:
+    """The comparison as a markdown table, with the conventions it was computed under."""
+    cost, (lo, hi) = result["cost"], result["cost_range"]
+    ref = result["hypervolume_reference"]
+    budgets = result["budgets"]
+    header = ["run", "method", "objective", "points", f"mean test error [{lo:.3f}, {hi:g}]",
+              "hypervolume", *(f"acc @ {100 * b:g}%" for b in budgets)]  # fmt: skip
+    lines = [
+        f"Fronts under the {cost} ratio: selected on validation, reported on test. Mean test "
+        f"error = area under the error–cost curve / range width; hypervolume reference = "
+        f"(cost ratio {ref['cost_ratio']:g}, error {ref['error']:g}); acc @ budget = test accuracy "
+        "of the front point most accurate on validation within the budget.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for r in result["runs"]:
+        acc = [
+            "—" if a["test_accuracy"] is None else f"{100 * a['test_accuracy']:.2f}%"
+            for a in r["accuracy_at"]
+        ]
+        cells = [r["run"], r["method"], r["objective"], str(r["front_points"]),
+                 f"{100 * r['mean_test_error']:.2f}%", f"{r['hypervolume']:.4f}", *acc]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_labels(run_dirs: Sequence[str | Path]) -> list[str]:
+    """Short distinct names for runs: the directory names, or the paths where names repeat."""
+    names = [Path(d).name or str(d) for d in run_dirs]
+    if len(set(names)) == len(names):
+        return names
+    return [str(d) for d in run_dirs]
+
+
+def compare_runs(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    cost: str | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Compare runs (fronts computed where missing): compare.md, compare.json and compare.png in
+    ``out``. ``cost`` defaults to the first run's objective."""
+    from pareco import plots
+
+    dirs = [Path(d) for d in run_dirs]
+    for d in dirs:
+        if not (d / "config.json").is_file():
+            raise FrontError(f"{d} is not a pareco run directory (no config.json)")
+    fronts = [ensure_front(d, device=device, progress=progress) for d in dirs]
+    labels = run_labels(run_dirs)
+    cost = check_cost(cost or fronts[0]["cost"])
+    result = compare_fronts(fronts, labels, cost)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_text(out / "compare.md", compare_markdown(result))
+    _atomic_text(out / "compare.json", json.dumps(result, indent=1) + "\n")
+    metrics = [cost, *(m for m in PLOTTED_COSTS if m != cost)]
+    panels = {
+        m: [front_curve(f, m, f"{label} ({f['method']})") for f, label in zip(fronts, labels)]
+        for m in metrics
+    }
+    plots.plot_fronts(panels, out / "compare.png", "fronts: select on val, report on test")
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Text
+# --------------------------------------------------------------------------------------------
+def format_front_table(front: Mapping[str, Any], cost: str | None = None) -> str:
+    """The front under ``cost`` (default: the run's objective) as aligned text, with metrics."""
+    cost = cost or front["cost"]
+    header = ("id", "FLOPs ratio", "memory ratio", "params ratio", "val acc", "test acc", "source")
+    rows = [header]
+    for p in front_points(front, cost):
+        rows.append((
+            str(p["id"]), f"{p['flops_ratio']:.3f}", f"{p['memory_ratio']:.3f}",
+            f"{p['params_ratio']:.3f}", f"{100 * p['val_accuracy']:.2f}%",
+            f"{100 * p['test_accuracy']:.2f}%", p["source"],
+        ))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    m = front["metrics"][cost]
+    lo, hi = m["cost_range"]
+    acc = ", ".join(
+        f"{100 * a['budget']:g}%: "
+        + ("—" if a["test_accuracy"] is None else f"{100 * a['test_accuracy']:.2f}%")
+        for a in m["accuracy_at"]
+    )
+    lines += [
+        "",
+        f"front under {cost}: {len(rows) - 1} of {len(front['points'])} candidates "
+        f"(selected on {front['samples']['val']} validation images, reported on "
+        f"{front['samples']['test']} test images)",
+        f"mean test error over {cost} ratio [{lo:.3f}, {hi:g}]: {100 * m['mean_test_error']:.2f}%; "
+        f"hypervolume (ref cost 1, error 1): {m['hypervolume']:.4f}",
+        f"test accuracy at {cost} budget: {acc}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""Figures of fronts: test error against cost, and the channels each front point keeps per group.
+
+Drawn with matplotlib's object API (``Figure`` + the Agg canvas), never ``pyplot``: no global
+state, no display needed, safe to call from any thread or a headless machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+#: Axis label of each cost, as a ratio to the full network.
+COST_LABELS = {
+    "flops": "FLOPs ratio",
+    "macs": "MACs ratio",
+    "memory": "peak activation memory ratio",
+    "params": "parameter ratio",
+}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One front drawn as the error a budget buys: a step at every front point.
+
+    Attributes:
+        label: legend entry.
+        cost: ``k`` cost ratios, increasing.
+        error: ``k`` test errors in [0, 1], one per point.
+    """
+
+    label: str
+    cost: Sequence[float]
+    error: Sequence[float]
+
+
+@dataclass(frozen=True)
+class WidthLine:
+    """The channels one sub-network keeps in every searchable group.
+
+    Attributes:
+        label: legend entry (cost and accuracy of the point, say).
+        channels: ``dim`` channel counts.
+    """
+
+    label: str
+    channels: Sequence[int]
+
+
+def plot_fronts(
+    panels: Mapping[str, Sequence[Curve]],
+    path: str | Path,
+    title: str = "",
+    extend_to: float | None = 1.0,
+) -> Path:
+    """One panel per cost (key of ``panels``: flops, memory, ...), curves overlaid in each.
+
+    Each curve is drawn post-step: between two front points, the error is that of the cheaper one,
+    which is what a budget in that range buys. Past the last point the curve stays flat up to
+    ``extend_to`` (dotted: no point there, the last one still fits).
+    """
+    fig = Figure(figsize=(5.2 * len(panels), 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (cost, curves) in zip(axes, panels.items()):
+        for curve in curves:
+            errors = [100.0 * e for e in curve.error]
+            (line,) = ax.plot(curve.cost, errors, drawstyle="steps-post", marker="o", ms=3.5,
+                              label=curve.label)  # fmt: skip
+            if errors and extend_to is not None and curve.cost[-1] < extend_to:
+                ax.plot([curve.cost[-1], extend_to], [errors[-1]] * 2, ls=":",
+                        color=line.get_color())  # fmt: skip
+        ax.set_xlabel(COST_LABELS.get(cost, f"{cost} ratio"))
+        ax.set_ylabel("test error (%)")
+        ax.grid(alpha=0.3)
+        if any(len(c.cost) for c in curves):
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_widths(
+    groups: Sequence[str],
+    sizes: Sequence[int],
+    lines: Sequence[WidthLine],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Channels per searchable group (x: group index, y: channels), one line per sub-network,
+    with the full network's sizes dashed for scale."""
+    fig = Figure(figsize=(max(6.0, 0.32 * len(groups) + 3.0), 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    x = list(range(len(groups)))
+    ax.plot(x, list(sizes), ls="--", color="0.6", label="full network")
+    for line in lines:
+        ax.plot(x, list(line.channels), marker="o", ms=3.5, label=line.label)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{i}" for i in x], fontsize=7)
+    ax.set_xlabel("channel group")
+    ax.set_ylabel("channels")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Write atomically: a crash never leaves a truncated image where an old one stood."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
+    tmp.replace(path)
+    return path
