@@ -55,7 +55,7 @@ class TrainConfig:
     # search (PareCO)
     tau: int | None = None  # steps between proposal rounds; default from num_proposals
     num_proposals: int | None = None  # proposal budget; default scales with run length
-    warmup_proposals: int = 20
+    warmup_proposals: int | None = None  # uniform warm-up proposals; default scales with budget
     target: str = "pareto"  # pareto | uniform (the "Joslim" variant)
     beta: float = 0.1
     search_candidates: int = 0  # TwoStage's stage-2 budget; 0 = same as num_proposals
@@ -111,6 +111,10 @@ class TrainConfig:
         need(
             self.num_proposals is None or self.num_proposals >= 1,
             f"num_proposals must be >= 1, got {self.num_proposals}",
+        )
+        need(
+            self.warmup_proposals is None or self.warmup_proposals >= 1,
+            f"warmup_proposals must be >= 1, got {self.warmup_proposals}",
         )
         need(self.recal_batches >= 1, f"recal_batches must be >= 1, got {self.recal_batches}")
         need(self.calib_size >= 1, f"calib_size must be >= 1, got {self.calib_size}")

@@ -27,7 +27,13 @@ from pareco.config import TrainConfig, write_config
 from pareco.data import DataSplits, SyntheticSpec, load_dataset
 from pareco.evaluate import evaluate, score_widths
 from pareco.metrics import MetricsWriter
-from pareco.samplers import ParecoSampler, Sampler, default_num_proposals, make_sampler
+from pareco.samplers import (
+    ParecoSampler,
+    Sampler,
+    default_num_proposals,
+    default_warmup,
+    make_sampler,
+)
 from pareco.slim import SlimmableNet, slim
 
 
@@ -179,9 +185,8 @@ class Trainer:
             self.optimizer,
             lambda s: lr_factor(s, self.total_steps, self.warmup_steps, config.schedule),
         )
-        self.num_proposals = config.num_proposals or default_num_proposals(
-            self.total_steps, config.warmup_proposals
-        )
+        self.num_proposals = config.num_proposals or default_num_proposals(self.total_steps)
+        self.warmup_proposals = config.warmup_proposals or default_warmup(self.num_proposals)
         self.tau = config.tau or max(
             1, round(self.total_steps * config.num_sampled / max(1, self.num_proposals))
         )
@@ -192,7 +197,7 @@ class Trainer:
             seed=config.seed,
             cost_ratio=lambda a: self.net.cost_ratio(a, config.cost),
             tau=self.tau,
-            warmup=config.warmup_proposals,
+            warmup=self.warmup_proposals,
             beta=config.beta,
             target=config.target,
             history_path=self.run_dir / "history.jsonl" if self.is_main else None,
@@ -219,7 +224,8 @@ class Trainer:
         cfg, space = self.config, self.net.space
         method = {"slim": "Slim (uniform widths)",
                   "twostage": "TwoStage stage 1 (per-group widths)",
-                  "pareco": f"PareCO (tau {self.tau} steps, {self.num_proposals} proposals, "
+                  "pareco": f"PareCO (tau {self.tau} steps, {self.num_proposals} proposals "
+                            f"({self.warmup_proposals} uniform warm-up), "
                             f"{cfg.target} targets)"}[cfg.method]  # fmt: skip
         return (
             f"{self.data.describe()}\n"

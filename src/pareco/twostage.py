@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from pareco.evaluate import score_widths
-from pareco.samplers import default_num_proposals
+from pareco.samplers import default_num_proposals, default_warmup
 from pareco.train import RunError, load_run
 
 
@@ -51,7 +51,7 @@ def run_search(
         )
     steps = run.state["step"]
     budget = candidates or cfg.search_candidates or cfg.num_proposals
-    budget = budget or default_num_proposals(steps, cfg.warmup_proposals)
+    budget = budget or default_num_proposals(steps)
     g = torch.Generator().manual_seed(cfg.seed + 2)
     train = run.data.train
     idx = torch.randperm(len(train), generator=g)[: 2 * cfg.batch_size]
@@ -63,7 +63,7 @@ def run_search(
             dim=run.net.space.dim,
             alpha_min=run.net.space.min_multiplier,
             proposals_per_round=cfg.num_sampled or 2,
-            warmup=cfg.warmup_proposals,
+            warmup=cfg.warmup_proposals or default_warmup(budget),
             beta=cfg.beta,
             target_mode=cfg.target,
             seed=cfg.seed,

@@ -1,0 +1,123 @@
+"""Target cost sampling: Pareto-aware (PareCO) or uniform (the Joslim variant).
+
+Pareto-aware (DESIGN.md §2): take the empirical front of H sorted by cost; if it does not reach
+down to cost(α_min), prepend (cost(α_min), a high loss); if it does not reach cost 1, append
+(1, loss of the full network). Segment k between front points k and k+1 leaves the gap rectangle
+of area (cost_{k+1} − cost_k)·(loss_k − loss_{k+1}) above the front. The cost axis [0, 1] is cut
+into `n_bins` equal bins; each bin gets the mean area of the segments overlapping it; bins whose
+centre lies below cost(α_min) get 0 (their centre cannot be reached); if every weight is 0 the
+eligible bins are weighted uniformly. The target is a bin centre drawn in proportion to the weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from pareco.search.pareto import pareto_front
+
+__all__ = [
+    "bin_centres",
+    "default_high_loss",
+    "pareto_aware_weights",
+    "sample_pareto_aware_target",
+    "sample_uniform_target",
+]
+
+N_BINS = 50
+
+
+def bin_centres(n_bins: int = N_BINS) -> Tensor:
+    """`n_bins` centres of equal bins of the cost-ratio axis [0, 1]."""
+    return (torch.arange(n_bins, dtype=torch.float64) + 0.5) / n_bins
+
+
+def default_high_loss(front_loss: Tensor) -> float:
+    """The "high loss" of the point prepended at cost(α_min) when the front stops short of it.
+
+    DESIGN.md does not fix the value. We take the cheapest front point's loss plus the front's loss
+    span (cheapest minus best), i.e. the gap below the front's cheapest point is as tall as the
+    whole front: large enough that a front missing its cheap end asks for cheap targets, without
+    depending on the loss scale. A front of one point uses a span of max(|loss|, 1).
+
+    Args:
+        front_loss: `k` losses of the front sorted by cost (so decreasing), `k >= 1`.
+    """
+    first, last = float(front_loss[0]), float(front_loss[-1])
+    span = first - last
+    if not span > 0:
+        span = max(abs(first), 1.0)
+    return first + span
+
+
+def pareto_aware_weights(
+    cost: Tensor,
+    loss: Tensor,
+    cost_min: float,
+    full_loss: float | None = None,
+    high_loss: float | None = None,
+    n_bins: int = N_BINS,
+) -> Tensor:
+    """Bin weights for Pareto-aware target sampling.
+
+    Args:
+        cost: `n` cost ratios of the scored history.
+        loss: `n` their losses (non-finite ones are ignored).
+        cost_min: cost ratio of the smallest network, cost(α_min).
+        full_loss: loss of the full network, for the point appended at cost 1 when the front
+            does not reach it; None uses the front's last loss (no gap there).
+        high_loss: loss of the point prepended at cost_min; None uses `default_high_loss`.
+        n_bins: number of equal bins of [0, 1].
+
+    Returns:
+        `n_bins` non-negative weights summing to 1.
+    """
+    centres = bin_centres(n_bins)
+    eligible = centres >= cost_min
+    if not eligible.any():
+        eligible[-1] = True
+    front = pareto_front(cost.to(torch.float64), loss.to(torch.float64))
+    weights = torch.zeros(n_bins, dtype=torch.float64)
+    if front.cost.numel() > 0:
+        f_cost, f_loss = front.cost.tolist(), front.loss.tolist()
+        if f_cost[0] > cost_min:
+            f_cost.insert(0, cost_min)
+            f_loss.insert(0, default_high_loss(front.loss) if high_loss is None else high_loss)
+        if f_cost[-1] < 1.0:
+            f_cost.append(1.0)
+            f_loss.append(f_loss[-1] if full_loss is None else full_loss)
+        fc = torch.tensor(f_cost, dtype=torch.float64)
+        fl = torch.tensor(f_loss, dtype=torch.float64)
+        # A full-network loss above the front's last loss would give a negative area: no gap.
+        areas = ((fc[1:] - fc[:-1]) * (fl[:-1] - fl[1:])).clamp_min(0.0)
+        edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64)
+        lo, hi = edges[:-1].unsqueeze(1), edges[1:].unsqueeze(1)  # n_bins x 1
+        overlaps = (fc[:-1].unsqueeze(0) < hi) & (fc[1:].unsqueeze(0) > lo)  # n_bins x segments
+        count = overlaps.sum(dim=1)
+        total = (overlaps * areas.unsqueeze(0)).sum(dim=1)
+        weights = torch.where(count > 0, total / count.clamp_min(1), weights)
+    weights = torch.where(eligible, weights, torch.zeros_like(weights))
+    if not weights.sum() > 0:
+        weights = eligible.to(torch.float64)
+    return weights / weights.sum()
+
+
+def sample_pareto_aware_target(
+    cost: Tensor,
+    loss: Tensor,
+    cost_min: float,
+    generator: torch.Generator,
+    full_loss: float | None = None,
+    high_loss: float | None = None,
+    n_bins: int = N_BINS,
+) -> float:
+    """A target cost ratio: a bin centre drawn in proportion to `pareto_aware_weights`."""
+    weights = pareto_aware_weights(cost, loss, cost_min, full_loss, high_loss, n_bins)
+    k = int(torch.multinomial(weights, 1, generator=generator))
+    return float(bin_centres(n_bins)[k])
+
+
+def sample_uniform_target(cost_min: float, generator: torch.Generator) -> float:
+    """A target cost ratio uniform on [cost_min, 1] (the Joslim variant)."""
+    u = float(torch.rand(1, generator=generator, dtype=torch.float64))
+    return cost_min + (1.0 - cost_min) * u
