@@ -91,6 +91,8 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=S)
     p.add_argument("--warmup-epochs", type=float, default=S)
     p.add_argument("--schedule", default=S, choices=("linear", "cosine"))
+    p.add_argument("--distill-warmup-epochs", type=float, default=S,
+                   help="students learn from labels for this many epochs first")  # fmt: skip
     p.add_argument("--seed", type=int, default=S)
     p.add_argument("--train-subset", type=int, default=S, help="train on this many images only")
     p.add_argument("--val-size", type=int, default=S)

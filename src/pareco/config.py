@@ -52,6 +52,9 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     schedule: str = "linear"  # linear | cosine decay after warm-up
     label_smoothing: float = 0.1
+    # epochs at the start in which the narrower networks learn from the labels instead of the
+    # largest network's output; 0 = the paper (in-place distillation from the first step)
+    distill_warmup_epochs: float = 0.0
     # search (PareCO)
     tau: int | None = None  # steps between proposal rounds; default from num_proposals
     num_proposals: int | None = None  # proposal budget; default scales with run length
@@ -116,6 +119,7 @@ class TrainConfig:
             self.warmup_proposals is None or self.warmup_proposals >= 1,
             f"warmup_proposals must be >= 1, got {self.warmup_proposals}",
         )
+        need(self.distill_warmup_epochs >= 0, "distill_warmup_epochs must be >= 0")
         need(self.recal_batches >= 1, f"recal_batches must be >= 1, got {self.recal_batches}")
         need(self.calib_size >= 1, f"calib_size must be >= 1, got {self.calib_size}")
         need(

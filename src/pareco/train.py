@@ -175,6 +175,7 @@ class Trainer:
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
+        self.distill_warmup_steps = round(config.distill_warmup_epochs * self.steps_per_epoch)
         self.optimizer = torch.optim.SGD(
             param_groups(self.net, config.weight_decay),
             lr=config.learning_rate,
@@ -270,6 +271,9 @@ class Trainer:
     def sandwich_step(self, x: Tensor, y: Tensor, widths: list[Tensor]) -> dict[str, float]:
         """One optimizer step over the largest, the sampled and the smallest networks.
 
+        The narrower networks learn from the largest network's detached output (in-place
+        distillation), or from the labels during the first ``distill_warmup_epochs``.
+
         Under DDP the gradients of all passes accumulate locally (``no_sync``) and are
         all-reduced once, in the last backward.
         """
@@ -277,6 +281,7 @@ class Trainer:
         alphas = [space.largest(), *widths, space.smallest()]
         self.optimizer.zero_grad(set_to_none=True)
         losses, teacher = [], None
+        distill = self.step >= self.distill_warmup_steps
         for i, alpha in enumerate(alphas):
             last = i == len(alphas) - 1
             sync = (
@@ -284,7 +289,7 @@ class Trainer:
             )
             with sync, net.widths(alpha):
                 logits = self._forward(self.model, x).float()
-                if teacher is None:
+                if teacher is None or not distill:
                     loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                     teacher = F.softmax(logits.detach(), dim=1)
                 else:
