@@ -279,3 +279,21 @@ def test_missing_dataset_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "cifar" in err.lower()
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_distillation_warmup_trains_students_on_labels(tmp_path):
+    trainer = Trainer(tiny(tmp_path, method="slim", distill_warmup_epochs=1.0), progress=False)
+    net = trainer.net
+    x, y = next(iter(trainer.loader))
+    widths = trainer.sampler.widths(0, trainer.score)
+    with torch.no_grad(), net.widths(net.space.smallest()):
+        expected = F.cross_entropy(net(x), y, label_smoothing=0.1).item()
+    losses = trainer.sandwich_step(x, y, widths)  # step 0 < 1 epoch: labels, not the teacher
+    assert losses["loss_small"] == pytest.approx(expected, rel=1e-5)
+    trainer.step = trainer.steps_per_epoch  # past the warm-up: the teacher's output
+    with torch.no_grad():
+        with net.widths(net.space.largest()):
+            teacher = F.softmax(net(x), 1)
+        with net.widths(net.space.smallest()):
+            expected = soft_cross_entropy(net(x), teacher).item()
+    assert trainer.sandwich_step(x, y, widths)["loss_small"] == pytest.approx(expected, rel=1e-5)
