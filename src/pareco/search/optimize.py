@@ -166,6 +166,28 @@ def _evaluate_pool(scalarization: Scalarization, unit: Tensor, alpha_min: float)
     return _Pool(unit=unit, parts=scalarization.parts(unscale_alpha(unit, alpha_min)))
 
 
+def _pool_around(
+    scalarization: Scalarization,
+    alpha_min: float,
+    anchors: Tensor,
+    anchor_losses: Tensor,
+    settings: PoolSettings,
+    generator: torch.Generator,
+) -> _Pool:
+    """The candidate pool built around the scored history (`a x dim` anchors), evaluated once."""
+    anchors = anchors.to(torch.float64)
+    anchor_costs = scalarization.cost_ratio(anchors).reshape(-1)
+    unit = build_pool(
+        anchors.shape[-1],
+        scale_alpha(anchors, alpha_min),
+        anchor_costs,
+        anchor_losses,
+        settings,
+        generator,
+    )
+    return _evaluate_pool(scalarization, unit, alpha_min)
+
+
 def _best_solution(
     unit: Tensor, values: Tensor, cost: Tensor, alpha_min: float
 ) -> tuple[Solution, int]:
@@ -268,16 +290,7 @@ class RandomSearchMinimizer:
             generator: source of randomness (used by the solver on every call, in call order).
         """
         dim = anchors.shape[-1]
-        anchor_costs = scalarization.cost_ratio(anchors.to(torch.float64)).reshape(-1)
-        unit = build_pool(
-            dim,
-            scale_alpha(anchors.to(torch.float64), alpha_min),
-            anchor_costs,
-            anchor_losses,
-            self.pool,
-            generator,
-        )
-        pool = _evaluate_pool(scalarization, unit, alpha_min)
+        pool = _pool_around(scalarization, alpha_min, anchors, anchor_losses, self.pool, generator)
         smooth_cost = (
             fit_quadratic_cost(pool.unit, pool.parts.cost) if self.line_search_steps > 0 else None
         )
@@ -410,16 +423,7 @@ class GradientMinimizer:
     ) -> Solver:
         """Evaluate the pool, fit the cost surrogate, and return λ -> Solution."""
         dim = anchors.shape[-1]
-        anchor_costs = scalarization.cost_ratio(anchors.to(torch.float64)).reshape(-1)
-        unit = build_pool(
-            dim,
-            scale_alpha(anchors.to(torch.float64), alpha_min),
-            anchor_costs,
-            anchor_losses,
-            self.pool,
-            generator,
-        )
-        pool = _evaluate_pool(scalarization, unit, alpha_min)
+        pool = _pool_around(scalarization, alpha_min, anchors, anchor_losses, self.pool, generator)
         smooth_cost = fit_quadratic_cost(pool.unit, pool.parts.cost)
         bounds = torch.stack(
             [torch.zeros(dim, dtype=torch.float64), torch.ones(dim, dtype=torch.float64)]
