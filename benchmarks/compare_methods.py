@@ -1,172 +1,185 @@
-"""The method comparison: Slim, TwoStage and PareCO on Fashion-MNIST, FLOPs and memory, several seeds.
+"""The method comparison: a paired-seed experiment of Slim, TwoStage and PareCO on Fashion-MNIST.
 
-Every run uses the same model, data, epochs and trainer (configs/fmnist_quick.yaml by default: the
-README's run, ResNet-20 at half width, 2 epochs on 30k images). Per seed:
+Every run shares the model, data, epochs and trainer (configs/compare_fmnist.yaml). Per seed:
 
-* Slim: one run (uniform widths do not depend on the cost objective); its front is a sweep of
-  uniform widths evenly spaced in each cost;
-* TwoStage: one stage-one run, then `pareco search` once per cost objective on the frozen weights;
-* PareCO: one run per cost objective.
+* Slim: one training (uniform widths do not depend on the cost objective); its front is a sweep
+  of uniform widths;
+* TwoStage: one stage-one training, then `pareco search` once per cost objective on the frozen
+  weights (the stage-two budget of `pareco.samplers.default_search_candidates`);
+* PareCO: one training per cost objective.
 
-Each front is selected on validation and reported on test; the metrics of all runs of one cost
-objective are computed over their common cost range (`pareco.front.compare_fronts`). Writes
-docs/results.md and docs/results/<cost>/compare.png. Every step is skipped when its output exists,
-and an interrupted training is resumed, so the comparison can be completed across sessions.
+Per seed and cost objective, besides each method's own front, two **cross-evaluations** tell
+"better weights" from "better widths": PareCO's front widths evaluated on Slim's weights, and a
+uniform sweep evaluated on PareCO's weights (BN recalibrated, selected on validation, reported on
+test, like every front). Each seed's results go to a small summary, docs/results/compare/s<seed>.json;
+the report (`report`) reads only those summaries, so the experiment resumes across interruptions
+and sessions: every training resumes from its checkpoint, every finished step is skipped.
 
-    python benchmarks/compare_methods.py [--seeds 0 1] [--root runs/compare]
+    python benchmarks/compare_methods.py run --seeds 0 1 2 3 4 --jobs 2   # trainings, searches, fronts
+    python benchmarks/compare_methods.py report                         # docs/results.md
+
+`run` keeps `--jobs` processes busy at one thread each (two runs side by side on a 2-core machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import statistics
+import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pareco.checkpoint import load_checkpoint
-from pareco.front import compare_fronts, compare_runs, ensure_front
-
-METHODS = ("slim", "twostage", "pareco")
+ROOT = Path(__file__).resolve().parent.parent
 COSTS = ("flops", "memory")
+SUMMARIES = ROOT / "docs" / "results" / "compare"
 
 
-def sh(*args: str) -> None:
-    print("$ pareco " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "pareco", *args], check=True)
+@dataclass
+class Job:
+    """One step of the experiment: a command, what it waits for, and the file that says it is done."""
+
+    name: str
+    command: list[str]
+    done: Path
+    needs: list[str] = field(default_factory=list)
 
 
-def train(root: Path, config: str, method: str, cost: str, seed: int) -> Path:
-    out = root / f"{method}-{cost}-s{seed}"
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists() and load_checkpoint(out)["finished"]:
-        return out
-    if ckpt.exists():
-        sh("train", "--resume", "--out", str(out), "--no-progress")
+def pareco(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pareco", *args]
+
+
+def train_job(root: Path, config: str, method: str, cost: str, seed: int) -> Job:
+    out = root / (f"{method}-s{seed}" if method != "pareco" else f"pareco-{cost}-s{seed}")
+    if (out / "checkpoint.pt").exists():
+        command = pareco("train", "--resume", "--out", str(out), "--no-progress")
     else:
-        sh("train", "--config", config, "--method", method, "--cost", cost, "--seed", str(seed),
-           "--out", str(out), "--no-progress")  # fmt: skip
-    return out
+        command = pareco("train", "--config", config, "--method", method, "--cost", cost,
+                         "--seed", str(seed), "--out", str(out), "--no-progress")  # fmt: skip
+    return Job(f"train {out.name}", command, out / "eval.json")
 
 
-def twostage_search(stage_one: Path, root: Path, cost: str, seed: int) -> Path:
-    """Stage two for one cost objective, in its own directory (a copy of stage one's)."""
+def search_job(root: Path, seed: int, cost: str) -> Job:
+    """TwoStage's stage two for one cost objective, in a copy of stage one's run directory."""
     out = root / f"twostage-{cost}-s{seed}"
-    if out != stage_one and not (out / "checkpoint.pt").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(stage_one / "checkpoint.pt", out / "checkpoint.pt")
-        shutil.copy2(stage_one / "eval.json", out / "eval.json")
-        config = json.loads((stage_one / "config.json").read_text())
-        config.update(cost=cost, out=str(out))
-        (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
-    if not (out / "search.json").exists():
-        start = time.perf_counter()
-        sh("search", str(out), "--no-progress")
-        (out / "search.json").write_text(
-            json.dumps({"seconds": time.perf_counter() - start}) + "\n"
+    script = [sys.executable, str(Path(__file__).resolve()), "stage-two",
+              str(root / f"twostage-s{seed}"), str(out), cost]  # fmt: skip
+    return Job(f"search {out.name}", script, out / "search.json", [f"train twostage-s{seed}"])
+
+
+def plan(root: Path, config: str, seeds: list[int]) -> list[Job]:
+    jobs: list[Job] = []
+    for seed in seeds:
+        trains = [train_job(root, config, "slim", "flops", seed),
+                  train_job(root, config, "twostage", "flops", seed)]  # fmt: skip
+        trains += [train_job(root, config, "pareco", cost, seed) for cost in COSTS]
+        searches = [search_job(root, seed, cost) for cost in COSTS]
+        script = [sys.executable, str(Path(__file__).resolve())]
+        evaluate = Job(
+            f"evaluate s{seed}",
+            [*script, "evaluate", "--root", str(root), "--seed", str(seed)],
+            SUMMARIES / f"s{seed}.json",
+            [j.name for j in trains + searches],
         )
-    return out
+        jobs += [*trains, *searches, evaluate]
+    return jobs
 
 
-def wall_seconds(run: Path) -> float:
-    """Training (search included for PareCO) plus TwoStage's second stage."""
-    seconds = json.loads((run / "eval.json").read_text())["train_seconds"]
-    if (run / "search.json").exists():
-        seconds += json.loads((run / "search.json").read_text())["seconds"]
-    return seconds
+def run(args: argparse.Namespace) -> None:
+    root: Path = args.root
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    failed: set[str] = set()
+    start = time.perf_counter()
+
+    def log(text: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {text}"
+        print(line, flush=True)
+        with open(root / "scheduler.log", "a") as f:
+            f.write(line + "\n")
+
+    while True:
+        for name, (proc, t0) in list(running.items()):
+            if proc.poll() is not None:
+                del running[name]
+                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+                if proc.returncode != 0:
+                    failed.add(name)
+                log(f"{name}: {status} in {time.perf_counter() - t0:.0f}s")
+        jobs = plan(root, args.config, args.seeds)
+        done = {j.name for j in jobs if j.done.exists()}
+        pending = [j for j in jobs if j.name not in done and j.name not in failed]
+        if not pending and not running:
+            break
+        for job in pending:
+            if len(running) >= args.jobs:
+                break
+            if job.name in running or not all(n in done for n in job.needs):
+                continue
+            if any(n in failed for n in job.needs):
+                failed.add(job.name)
+                continue
+            with open(root / "logs" / (job.name.replace(" ", "_") + ".log"), "a") as out:
+                proc = subprocess.Popen(job.command, stdout=out, stderr=subprocess.STDOUT,
+                                        env=env, cwd=ROOT)  # fmt: skip
+            running[job.name] = (proc, time.perf_counter())
+            log(f"{job.name}: started")
+        if not running and pending:
+            blocked = [j.name for j in pending]
+            log(f"nothing can start; blocked by failures: {blocked}")
+            break
+        time.sleep(5)
+    log(f"finished in {(time.perf_counter() - start) / 60:.1f} min; failed: {sorted(failed)}")
 
 
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+def stage_two(args: argparse.Namespace) -> None:
+    """Copy stage one's run directory for one cost objective and run `pareco search` in it."""
+    import shutil
 
-
-def pct(values: list[float | None]) -> str:
-    vals = [100 * v for v in values if v is not None]
-    if not vals:
-        return "–"
-    if len(vals) == 1:
-        return f"{vals[0]:.2f}"
-    return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
-
-
-def table(runs: dict[str, list[Path]], cost: str) -> tuple[str, dict]:
-    labels, fronts, methods = [], [], []
-    for method, dirs in runs.items():
-        for d in dirs:
-            labels.append(d.name)
-            fronts.append(ensure_front(d, progress=False))
-            methods.append(method)
-    result = compare_fronts(fronts, labels, cost)
-    by_method: dict[str, list[dict]] = {m: [] for m in runs}
-    for method, row in zip(methods, result["runs"]):
-        by_method[method].append(row)
-    budgets = result["budgets"]
-    head = ["method", "seeds", "AUC (test error)", "hypervolume"]
-    head += [f"acc @ {int(100 * b)}% (%)" for b in budgets] + ["wall time (s)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method, rows in by_method.items():
-        cells = [method, str(len(rows)), mean_std([r["auc"] for r in rows]),
-                 mean_std([r["hypervolume"] for r in rows])]  # fmt: skip
-        for k in range(len(budgets)):
-            cells.append(pct([r["accuracy_at"][k]["test_accuracy"] for r in rows]))
-        walls = [wall_seconds(d) for d in runs[method]]
-        cells.append(f"{statistics.mean(walls):.0f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines), result
+    source, out = Path(args.source), Path(args.out)
+    if not (out / "checkpoint.pt").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / "checkpoint.pt", out / "checkpoint.pt")
+        shutil.copy2(source / "eval.json", out / "eval.json")
+        config = json.loads((source / "config.json").read_text())
+        config.update(cost=args.cost, out=str(out))
+        (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    start = time.perf_counter()
+    result = subprocess.run(pareco("search", str(out), "--no-progress"), check=True,
+                            capture_output=True, text=True)  # fmt: skip
+    print(result.stdout, end="")
+    (out / "search.json").write_text(
+        json.dumps({"seconds": time.perf_counter() - start, "stdout": result.stdout}) + "\n"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/fmnist_quick.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--root", type=Path, default=Path("runs/compare"))
-    parser.add_argument("--docs", type=Path, default=Path("docs"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="trainings, TwoStage searches, fronts and per-seed summaries")
+    p.add_argument("--config", default="configs/compare_fmnist.yaml")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--jobs", type=int, default=2, help="processes at once, one thread each")
+    p.add_argument("--root", type=Path, default=Path("runs/compare"))
+    p.set_defaults(func=run)
+    p = sub.add_parser("stage-two", help="(internal) TwoStage's search for one cost objective")
+    p.add_argument("source")
+    p.add_argument("out")
+    p.add_argument("cost", choices=COSTS)
+    p.set_defaults(func=stage_two)
+    p = sub.add_parser("evaluate", help="(internal) fronts and cross-evaluations of one seed")
+    p.add_argument("--root", type=Path, default=Path("runs/compare"))
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=lambda a: __import__("compare_analysis").evaluate_seed(a.root, a.seed))
+    p = sub.add_parser("report", help="docs/results.md from the per-seed summaries")
+    p.set_defaults(func=lambda a: __import__("compare_analysis").report())
     args = parser.parse_args()
-    start = time.perf_counter()
-    runs: dict[str, dict[str, list[Path]]] = {c: {m: [] for m in METHODS} for c in COSTS}
-    for seed in args.seeds:
-        slim = train(args.root, args.config, "slim", "flops", seed)
-        stage_one = train(args.root, args.config, "twostage", "flops", seed)
-        for cost in COSTS:
-            runs[cost]["slim"].append(slim)
-            runs[cost]["twostage"].append(twostage_search(stage_one, args.root, cost, seed))
-            runs[cost]["pareco"].append(train(args.root, args.config, "pareco", cost, seed))
-    sections = []
-    for cost in COSTS:
-        for dirs in runs[cost].values():
-            for d in dirs:
-                if not (d / "front.json").exists():
-                    sh("front", str(d), "--no-progress")
-        text, result = table(runs[cost], cost)
-        lo = result["cost_range"][0]
-        first = [dirs[0] for dirs in runs[cost].values()]
-        compare_runs(first, args.docs / "results" / cost, cost=cost, progress=False)
-        sections.append(
-            f"### Cost objective: {cost}\n\nCommon cost range [{lo:.3f}, 1]; hypervolume reference "
-            f"(cost ratio 1, error 1); accuracy at a budget = test accuracy of the point with the "
-            f"best validation accuracy within it.\n\n{text}\n\n"
-            f"![{cost} fronts, seed {args.seeds[0]}](results/{cost}/compare.png)\n"
-        )
-    config = Path(args.config).read_text()
-    minutes = (time.perf_counter() - start) / 60
-    page = (
-        "# Method comparison on Fashion-MNIST\n\n"
-        "Produced by `python benchmarks/compare_methods.py "
-        f"--seeds {' '.join(map(str, args.seeds))}` (this invocation: {minutes:.0f} min; steps "
-        "already done are skipped). Slim, TwoStage and PareCO share the model, data, epochs, trainer "
-        "and seeds; each front is selected on validation and reported on the Fashion-MNIST test set "
-        "(mean ± standard deviation over seeds). Lower AUC is better, higher hypervolume is better. "
-        "Wall time: training on 2 CPU cores, search included (TwoStage: plus its second stage).\n\n"
-        f"Configuration (`{args.config}`):\n\n```yaml\n{config}```\n\n" + "\n".join(sections)
-    )
-    (args.docs / "results.md").write_text(page)
-    print(page)
+    args.func(args)
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main()

@@ -61,7 +61,8 @@ class TrainConfig:
     warmup_proposals: int | None = None  # uniform warm-up proposals; default scales with budget
     target: str = "pareto"  # pareto | uniform (the "Joslim" variant)
     beta: float = 0.1
-    search_candidates: int = 0  # TwoStage's stage-2 budget; 0 = same as num_proposals
+    loss_bound: str = "upper"  # upper (mu + sqrt(beta) sigma, the authors' code) | lower
+    search_candidates: int = 0  # TwoStage's stage-2 budget; 0 = PareCO's scoring budget
     # evaluation
     recal_batches: int = 20  # BN recalibration: training batches per sub-network
     eval_widths: list[float] = field(default_factory=lambda: [0.42, 0.6, 0.8, 1.0])
@@ -109,6 +110,10 @@ class TrainConfig:
         need(
             self.target in ("pareto", "uniform"),
             f"target must be pareto or uniform, got {self.target!r}",
+        )
+        need(
+            self.loss_bound in ("upper", "lower"),
+            f"loss_bound must be upper or lower, got {self.loss_bound!r}",
         )
         need(self.tau is None or self.tau >= 1, f"tau must be >= 1, got {self.tau}")
         need(

@@ -92,6 +92,8 @@ class ParecoSampler:
         warmup: int = 20,
         beta: float = 0.1,
         target: str = "pareto",
+        loss_bound: str = "upper",
+        high_loss: float | None = None,
         history_path: str | Path | None = None,
     ) -> None:
         from pareco.search import ParecoSearch, SearchConfig
@@ -102,6 +104,8 @@ class ParecoSampler:
             proposals_per_round=num,
             warmup=warmup,
             beta=beta,
+            loss_bound=loss_bound,  # type: ignore[arg-type]
+            high_loss=high_loss,
             target_mode=target,
             seed=seed,
         )
@@ -179,6 +183,30 @@ def default_warmup(num_proposals: int) -> int:
     return int(min(20, max(4, num_proposals // 5)))
 
 
+def rescoring_images(num_proposals: int, num_sampled: int, calib_size: int) -> int:
+    """Images a PareCO run's history re-scoring passes through the network over the whole run.
+
+    Round r (0-based) re-scores the r·M proposals made so far on the calibration batch, and a run
+    makes P/M rounds, so the total is M·calib·R(R−1)/2 with R = ceil(P/M).
+    """
+    rounds = math.ceil(num_proposals / num_sampled)
+    return num_sampled * calib_size * rounds * (rounds - 1) // 2
+
+
+def default_search_candidates(
+    num_proposals: int, num_sampled: int, calib_size: int, batch_size: int
+) -> int:
+    """TwoStage's stage-two budget: as many scoring images as PareCO's re-scoring spends.
+
+    Each TwoStage candidate is scored once on 2 training batches. The budget is the number of
+    candidates whose scoring costs at least PareCO's re-scoring over its run, capped at the paper's
+    1000 (reached at paper scale), and never fewer than PareCO's own proposals.
+    """
+    images = rescoring_images(num_proposals, num_sampled, calib_size)
+    matched = math.ceil(images / (2 * batch_size))
+    return int(max(num_proposals, min(1000, matched)))
+
+
 def make_sampler(
     method: str,
     space: WidthSpace,
@@ -190,6 +218,8 @@ def make_sampler(
     warmup: int = 20,
     beta: float = 0.1,
     target: str = "pareto",
+    loss_bound: str = "upper",
+    high_loss: float | None = None,
     history_path: str | Path | None = None,
 ) -> Sampler:
     if method == "slim":
@@ -201,7 +231,7 @@ def make_sampler(
             raise ValueError("the pareco sampler needs the exact cost_ratio function")
         return ParecoSampler(
             space, cost_ratio, num=num, tau=tau, seed=seed, warmup=warmup, beta=beta,
-            target=target, history_path=history_path,
+            target=target, loss_bound=loss_bound, high_loss=high_loss, history_path=history_path,
         )  # fmt: skip
     raise ValueError(f"unknown method {method!r}; choose slim, twostage or pareco")
 

@@ -34,6 +34,7 @@ from pareco.samplers import (
     default_warmup,
     make_sampler,
 )
+from pareco.search.targets import chance_loss
 from pareco.slim import SlimmableNet, slim
 
 
@@ -201,6 +202,8 @@ class Trainer:
             warmup=self.warmup_proposals,
             beta=config.beta,
             target=config.target,
+            loss_bound=config.loss_bound,
+            high_loss=chance_loss(self.data.num_classes),
             history_path=self.run_dir / "history.jsonl" if self.is_main else None,
         )
         self.model: nn.Module = self.net

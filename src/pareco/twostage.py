@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from pareco.evaluate import score_widths
-from pareco.samplers import default_num_proposals, default_warmup
+from pareco.samplers import default_num_proposals, default_search_candidates, default_warmup
+from pareco.search.targets import chance_loss
 from pareco.train import RunError, load_run
 
 
@@ -32,7 +33,8 @@ def run_search(
     Args:
         run_dir: a finished ``--method twostage`` run.
         candidates: how many widths to propose; default: the run's ``search_candidates``, else
-            the proposal budget a PareCO run of the same length gets (the same search budget).
+            `default_search_candidates`: as many scoring images as a PareCO run of the same
+            length spends re-scoring its history (at most the paper's 1000 candidates).
 
     Returns:
         A summary: number of candidates, seconds spent scoring and in the GP.
@@ -50,8 +52,11 @@ def run_search(
             f"{run_dir} has not finished training: resume it with `pareco train --resume`"
         )
     steps = run.state["step"]
-    budget = candidates or cfg.search_candidates or cfg.num_proposals
-    budget = budget or default_num_proposals(steps)
+    proposals = cfg.num_proposals or default_num_proposals(steps)
+    budget = candidates or cfg.search_candidates
+    budget = budget or default_search_candidates(
+        proposals, cfg.num_sampled or 2, cfg.calib_size, cfg.batch_size
+    )
     g = torch.Generator().manual_seed(cfg.seed + 2)
     train = run.data.train
     idx = torch.randperm(len(train), generator=g)[: 2 * cfg.batch_size]
@@ -63,8 +68,10 @@ def run_search(
             dim=run.net.space.dim,
             alpha_min=run.net.space.min_multiplier,
             proposals_per_round=cfg.num_sampled or 2,
-            warmup=cfg.warmup_proposals or default_warmup(budget),
+            warmup=cfg.warmup_proposals or default_warmup(proposals),
             beta=cfg.beta,
+            loss_bound=cfg.loss_bound,  # type: ignore[arg-type]
+            high_loss=chance_loss(run.data.num_classes),
             target_mode=cfg.target,
             seed=cfg.seed,
         ),
@@ -93,4 +100,8 @@ def run_search(
         for record in search.history.records():
             f.write(record.to_json() + "\n")
     tmp.replace(history_path)
-    return {"candidates": len(search.history), "score_seconds": score_seconds}
+    return {
+        "candidates": len(search.history),
+        "score_images": len(search.history) * sum(len(y) for _, y in batches),
+        "score_seconds": score_seconds,
+    }

@@ -26,7 +26,7 @@ from pareco.search.optimize import (
     Solver,
 )
 from pareco.search.propose import BisectionResult, bisect_lambda
-from pareco.search.scalarize import CostFn, CostStandardizer, Scalarization
+from pareco.search.scalarize import Bound, CostFn, CostStandardizer, Scalarization
 from pareco.search.targets import sample_pareto_aware_target, sample_uniform_target
 
 __all__ = ["ParecoSearch", "RoundStats", "SearchConfig"]
@@ -44,7 +44,11 @@ class SearchConfig:
         alpha_min: smallest multiplier.
         proposals_per_round: M, proposals per call of `propose`.
         warmup: number of uniform-network proposals before the full network and the GP.
-        beta: confidence parameter of the optimistic loss bound.
+        beta: confidence parameter of the loss bound.
+        loss_bound: "upper" (μ + sqrt(β)·σ, the authors' code, default) or "lower"
+            (μ − sqrt(β)·σ) confidence bound of the loss in the scalarization.
+        high_loss: loss of the point prepended at cost(α_min) when the history's front stops
+            short of it (a fixed value, e.g. `chance_loss(classes)`); None: `default_high_loss`.
         baseline: b of the scalarization.
         rho: augmentation weight of the scalarization.
         target_mode: "pareto" (PareCO) or "uniform" (Joslim).
@@ -65,6 +69,8 @@ class SearchConfig:
     proposals_per_round: int = 2
     warmup: int = 20
     beta: float = 0.1
+    loss_bound: Bound = "upper"
+    high_loss: float | None = None
     baseline: float = -3.0
     rho: float = 1e-6
     target_mode: TargetMode = "pareto"
@@ -87,6 +93,8 @@ class SearchConfig:
             raise ValueError(f"optimizer must be 'random' or 'gradient', got {self.optimizer!r}")
         if self.proposals_per_round < 1:
             raise ValueError("proposals_per_round must be at least 1")
+        if self.loss_bound not in ("upper", "lower"):
+            raise ValueError(f"loss_bound must be 'upper' or 'lower', got {self.loss_bound!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON- and torch.save-able)."""
@@ -184,11 +192,7 @@ class ParecoSearch:
         for _ in range(cfg.proposals_per_round):
             g = len(self.history)
             if g < cfg.warmup:
-                level = cfg.alpha_min + (1.0 - cfg.alpha_min) * float(
-                    torch.rand(1, generator=self.generator, dtype=torch.float64)
-                )
-                alpha = torch.full((cfg.dim,), level, dtype=torch.float64)
-                records.append(self._add(alpha, step, "uniform"))
+                records.append(self._add(self._draw_new(uniform=True), step, "uniform"))
                 continue
             if g == cfg.warmup:
                 records.append(self._add(torch.ones(cfg.dim, dtype=torch.float64), step, "full"))
@@ -198,9 +202,7 @@ class ParecoSearch:
                 solver, n_scored, fit_s, prep_s = self._prepare_solver()
             t0 = time.perf_counter()
             if solver is None:
-                unit = torch.rand(cfg.dim, generator=self.generator, dtype=torch.float64)
-                alpha = cfg.alpha_min + (1.0 - cfg.alpha_min) * unit
-                records.append(self._add(alpha, step, "random"))
+                records.append(self._add(self._draw_new(uniform=False), step, "random"))
             else:
                 target = self._sample_target()
                 result = self._bisect(solver, target)
@@ -219,6 +221,23 @@ class ParecoSearch:
             solve_s += time.perf_counter() - t0
         self.last_round = RoundStats(n_scored, fit_s, prep_s, solve_s)
         return records
+
+    def _is_trained_anyway(self, alpha: torch.Tensor) -> bool:
+        """The smallest or the largest network (same channels, so the same exact cost)."""
+        cost = self._cost(alpha)
+        return abs(cost - self.cost_min) <= 1e-9 or abs(cost - 1.0) <= 1e-9
+
+    def _draw_new(self, uniform: bool) -> torch.Tensor:
+        """A random width vector (one shared level if `uniform`) that is neither the smallest nor
+        the largest network, which the sandwich rule trains at every step anyway."""
+        cfg = self.config
+        for _ in range(100):
+            shape = (1,) if uniform else (cfg.dim,)
+            unit = torch.rand(shape, generator=self.generator, dtype=torch.float64)
+            alpha = (cfg.alpha_min + (1.0 - cfg.alpha_min) * unit).expand(cfg.dim).clone()
+            if not self._is_trained_anyway(alpha):
+                break
+        return alpha
 
     def _prepare_solver(self) -> tuple[Solver | None, int, float, float]:
         """Fit the loss GP on the scored history and evaluate the candidate pool.
@@ -249,6 +268,8 @@ class ParecoSearch:
             beta=cfg.beta,
             baseline=cfg.baseline,
             rho=cfg.rho,
+            bound=cfg.loss_bound,
+            excluded_costs=(self.cost_min, 1.0),
         )
         solver = self.minimizer.prepare(
             scalarization, cfg.alpha_min, scored.alphas, scored.losses, self.generator
@@ -283,6 +304,7 @@ class ParecoSearch:
             self.cost_min,
             self.generator,
             full_loss=full_loss,
+            high_loss=cfg.high_loss,
             n_bins=cfg.n_bins,
         )
 

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from pareco.search.gp import scale_alpha, unscale_alpha
 from pareco.search.pareto import pareto_front
-from pareco.search.scalarize import Scalarization, ScalarizationParts, lower_confidence_bound
+from pareco.search.scalarize import Scalarization, ScalarizationParts, augmented_chebyshev
 
 __all__ = [
     "GradientMinimizer",
@@ -212,7 +212,7 @@ def _smooth_scalarization(
     """
     s = scalarization
     mean, std = s.loss_model.posterior_mean_std(unscale_alpha(unit, alpha_min))
-    loss_term = (1.0 - lam) * (lower_confidence_bound(mean, std, s.beta) - s.baseline)
+    loss_term = (1.0 - lam) * (s.u(mean, std) - s.baseline)
     cost_term = lam * (s.cost_standardizer(smooth_cost(unit)) - s.baseline)
     both = torch.stack([loss_term, cost_term], dim=-1)
     return temperature * torch.logsumexp(both / temperature, dim=-1) + s.rho * both.sum(-1)
@@ -361,9 +361,8 @@ class _NegativeSmoothScalarization(AcquisitionFunction):
         mean = post.mean.reshape(x.shape[:-1])
         std = post.variance.reshape(x.shape[:-1]).clamp_min(1e-18).sqrt()
         s = self.scalarization
-        u = lower_confidence_bound(mean, std, s.beta)
         c_hat = s.cost_standardizer(self.smooth_cost(x))
-        return -s.value(ScalarizationParts(u=u, c_hat=c_hat, cost=c_hat), self.lam)
+        return -augmented_chebyshev(s.u(mean, std), c_hat, self.lam, s.baseline, s.rho)
 
 
 def _quadratic_features(unit: Tensor) -> Tensor:

@@ -2,14 +2,17 @@
 
     T_λ(α) = max((1−λ)(u(α)−b), λ(ĉ(α)−b)) + ρ·((1−λ)(u(α)−b) + λ(ĉ(α)−b))
 
-- u(α) is the optimistic confidence bound of the standardized loss, β = 0.1. BoTorch's
-  `UpperConfidenceBound` is μ + sqrt(β)·σ for a *maximized* objective; we minimize loss, so the
-  optimistic bound is u = μ − sqrt(β)·σ (exactly BoTorch's UCB of the negated loss, negated back).
-  The public Joslim code puts μ + sqrt(β)·σ of the loss into a minimized T, which penalizes
-  uncertainty instead of rewarding it; we use the optimistic bound that "UCB" stands for.
+- u(α) is a confidence bound of the standardized loss, β = 0.1. By default it is the *upper*
+  bound u = μ + sqrt(β)·σ, as the authors' code computes it (BoTorch's `UpperConfidenceBound` of the
+  loss GP, put into a minimized T). Measured on real runs, the optimistic alternative
+  u = μ − sqrt(β)·σ (`bound="lower"`) lets the minimizer trade cost for uncertainty: high targets
+  collapse onto mid-cost networks and the bisection misses them (docs/method.md). It stays available
+  as an option.
 - ĉ(α) is the *exact* cost ratio standardized with the mean and standard deviation of the cost
   ratios of the points the GP was fitted on, so that u and ĉ are on comparable scales.
 - b = −3 (a reference point below almost every standardized value), ρ = 1e−6.
+- Candidates whose exact cost equals an excluded cost (the smallest and the largest network, which
+  the sandwich rule trains at every step anyway) get T = +inf, so no proposal is spent on them.
 
 A larger λ weighs cost more, so its minimizer is cheaper.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -31,8 +34,13 @@ __all__ = [
     "Scalarization",
     "ScalarizationParts",
     "augmented_chebyshev",
+    "confidence_bound",
     "lower_confidence_bound",
 ]
+
+#: Which confidence bound of the loss enters T: "upper" (μ + sqrt(β)·σ, the authors' code and the
+#: default) or "lower" (μ − sqrt(β)·σ, optimistic for a minimized loss).
+Bound = Literal["upper", "lower"]
 
 #: An exact, vectorized cost: `n x dim` multipliers (float64) -> `n` cost ratios in (0, 1].
 CostFn = Callable[[Tensor], Tensor]
@@ -49,6 +57,15 @@ class LossPosterior(Protocol):
 def lower_confidence_bound(mean: Tensor, std: Tensor, beta: float) -> Tensor:
     """Optimistic bound of a minimized quantity, μ − sqrt(β)·σ (shapes broadcast)."""
     return mean - math.sqrt(beta) * std
+
+
+def confidence_bound(mean: Tensor, std: Tensor, beta: float, bound: Bound = "upper") -> Tensor:
+    """μ + sqrt(β)·σ (`bound="upper"`) or μ − sqrt(β)·σ (`"lower"`), shapes broadcast."""
+    if bound == "upper":
+        return mean + math.sqrt(beta) * std
+    if bound == "lower":
+        return lower_confidence_bound(mean, std, beta)
+    raise ValueError(f"bound must be 'upper' or 'lower', got {bound!r}")
 
 
 def augmented_chebyshev(
@@ -121,13 +138,30 @@ class Scalarization:
         beta: float = 0.1,
         baseline: float = -3.0,
         rho: float = 1e-6,
+        bound: Bound = "upper",
+        excluded_costs: tuple[float, ...] = (),
     ) -> None:
+        if bound not in ("upper", "lower"):
+            raise ValueError(f"bound must be 'upper' or 'lower', got {bound!r}")
         self.loss_model = loss_model
         self.cost_ratio = cost_ratio
         self.cost_standardizer = cost_standardizer
         self.beta = beta
         self.baseline = baseline
         self.rho = rho
+        self.bound: Bound = bound
+        self.excluded_costs = tuple(float(c) for c in excluded_costs)
+
+    def u(self, mean: Tensor, std: Tensor) -> Tensor:
+        """The loss term's confidence bound of posterior means and standard deviations."""
+        return confidence_bound(mean, std, self.beta, self.bound)
+
+    def excluded(self, cost: Tensor) -> Tensor:
+        """`m` booleans: cost equal (to 1e-9) to an excluded cost (smallest/largest network)."""
+        out = torch.zeros_like(cost, dtype=torch.bool)
+        for c in self.excluded_costs:
+            out |= (cost - c).abs() <= 1e-9
+        return out
 
     def parts(self, alpha: Tensor) -> ScalarizationParts:
         """u, ĉ and exact cost of `m x dim` candidates."""
@@ -135,14 +169,17 @@ class Scalarization:
         mean, std = self.loss_model.posterior_mean_std(alpha)
         cost = self.cost_ratio(alpha).to(torch.float64).reshape(-1)
         return ScalarizationParts(
-            u=lower_confidence_bound(mean, std, self.beta),
+            u=self.u(mean, std),
             c_hat=self.cost_standardizer(cost),
             cost=cost,
         )
 
     def value(self, parts: ScalarizationParts, lam: float | Tensor) -> Tensor:
-        """`m` values of T_λ from precomputed parts."""
-        return augmented_chebyshev(parts.u, parts.c_hat, lam, self.baseline, self.rho)
+        """`m` values of T_λ from precomputed parts (+inf at excluded costs)."""
+        value = augmented_chebyshev(parts.u, parts.c_hat, lam, self.baseline, self.rho)
+        if not self.excluded_costs:
+            return value
+        return value.masked_fill(self.excluded(parts.cost), math.inf)
 
     def __call__(self, alpha: Tensor, lam: float | Tensor) -> Tensor:
         """`m` values of T_λ for `m x dim` candidates."""

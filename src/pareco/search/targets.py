@@ -5,11 +5,20 @@ down to cost(α_min), prepend (cost(α_min), a high loss); if it does not reach 
 (1, loss of the full network). Segment k between front points k and k+1 leaves the gap rectangle
 of area (cost_{k+1} − cost_k)·(loss_k − loss_{k+1}) above the front. The cost axis [0, 1] is cut
 into `n_bins` equal bins; each bin gets the mean area of the segments overlapping it; bins whose
-centre lies below cost(α_min) get 0 (their centre cannot be reached); if every weight is 0 the
-eligible bins are weighted uniformly. The target is a bin centre drawn in proportion to the weights.
+*lower edge* lies below cost(α_min) get 0, as in the authors' code (a bin that straddles cost(α_min)
+would ask for networks at or below the smallest one, which the sandwich rule trains anyway); if
+every weight is 0 the eligible bins are weighted uniformly. The target is a bin centre drawn in
+proportion to the weights.
+
+The "high loss" of the point prepended at cost(α_min) is a fixed value, as in the authors' code,
+not one derived from the front: pareco passes the loss of a chance-level prediction, ln(classes)
+(`chance_loss`), the loss of a network that has learned nothing. `default_high_loss` (the cheapest
+front loss plus the front's span) is the fallback when no fixed value is given.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -18,7 +27,9 @@ from pareco.search.pareto import pareto_front
 
 __all__ = [
     "bin_centres",
+    "chance_loss",
     "default_high_loss",
+    "eligible_bins",
     "pareto_aware_weights",
     "sample_pareto_aware_target",
     "sample_uniform_target",
@@ -30,6 +41,22 @@ N_BINS = 50
 def bin_centres(n_bins: int = N_BINS) -> Tensor:
     """`n_bins` centres of equal bins of the cost-ratio axis [0, 1]."""
     return (torch.arange(n_bins, dtype=torch.float64) + 0.5) / n_bins
+
+
+def eligible_bins(cost_min: float, n_bins: int = N_BINS) -> Tensor:
+    """`n_bins` booleans: bins whose lower edge is at least `cost_min` (the last bin always)."""
+    lower_edges = torch.arange(n_bins, dtype=torch.float64) / n_bins
+    eligible = lower_edges >= cost_min - 1e-12
+    if not eligible.any():
+        eligible[-1] = True
+    return eligible
+
+
+def chance_loss(num_classes: int) -> float:
+    """Cross-entropy of a uniform prediction over `num_classes` classes, ln(num_classes)."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    return math.log(num_classes)
 
 
 def default_high_loss(front_loss: Tensor) -> float:
@@ -72,17 +99,15 @@ def pareto_aware_weights(
     Returns:
         `n_bins` non-negative weights summing to 1.
     """
-    centres = bin_centres(n_bins)
-    eligible = centres >= cost_min
-    if not eligible.any():
-        eligible[-1] = True
+    eligible = eligible_bins(cost_min, n_bins)
     front = pareto_front(cost.to(torch.float64), loss.to(torch.float64))
     weights = torch.zeros(n_bins, dtype=torch.float64)
     if front.cost.numel() > 0:
         f_cost, f_loss = front.cost.tolist(), front.loss.tolist()
         if f_cost[0] > cost_min:
+            high = default_high_loss(front.loss) if high_loss is None else high_loss
             f_cost.insert(0, cost_min)
-            f_loss.insert(0, default_high_loss(front.loss) if high_loss is None else high_loss)
+            f_loss.insert(0, max(high, f_loss[0]))
         if f_cost[-1] < 1.0:
             f_cost.append(1.0)
             f_loss.append(f_loss[-1] if full_loss is None else full_loss)
