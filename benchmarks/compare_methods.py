@@ -93,7 +93,12 @@ def run(args: argparse.Namespace) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     failed: set[str] = set()
+    retry_after: dict[str, float] = {}
     start = time.perf_counter()
+
+    def analysis_mtime() -> float:
+        path = ROOT / "benchmarks" / "compare_analysis.py"
+        return path.stat().st_mtime if path.exists() else 0.0
 
     def log(text: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {text}"
@@ -108,7 +113,12 @@ def run(args: argparse.Namespace) -> None:
                 status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
                 if proc.returncode != 0:
                     failed.add(name)
+                    retry_after[name] = analysis_mtime()
                 log(f"{name}: {status} in {time.perf_counter() - t0:.0f}s")
+        # A failed evaluation is tried again once the analysis code has changed.
+        for name in [n for n in failed if n.startswith("evaluate")]:
+            if analysis_mtime() != retry_after.get(name):
+                failed.discard(name)
         jobs = plan(root, args.config, args.seeds)
         done = {j.name for j in jobs if j.done.exists()}
         pending = [j for j in jobs if j.name not in done and j.name not in failed]
@@ -127,7 +137,7 @@ def run(args: argparse.Namespace) -> None:
                                         env=env, cwd=ROOT)  # fmt: skip
             running[job.name] = (proc, time.perf_counter())
             log(f"{job.name}: started")
-        if not running and pending:
+        if not running and pending and not any(n.startswith("evaluate") for n in failed):
             blocked = [j.name for j in pending]
             log(f"nothing can start; blocked by failures: {blocked}")
             break
