@@ -69,7 +69,7 @@ def search_job(root: Path, seed: int, cost: str) -> Job:
     return Job(f"search {out.name}", script, out / "search.json", [f"train twostage-s{seed}"])
 
 
-def plan(root: Path, config: str, seeds: list[int]) -> list[Job]:
+def plan(root: Path, config: str, seeds: list[int], summaries: Path = SUMMARIES) -> list[Job]:
     jobs: list[Job] = []
     for seed in seeds:
         trains = [train_job(root, config, "slim", "flops", seed),
@@ -79,8 +79,17 @@ def plan(root: Path, config: str, seeds: list[int]) -> list[Job]:
         script = [sys.executable, str(Path(__file__).resolve())]
         evaluate = Job(
             f"evaluate s{seed}",
-            [*script, "evaluate", "--root", str(root), "--seed", str(seed)],
-            SUMMARIES / f"s{seed}.json",
+            [
+                *script,
+                "evaluate",
+                "--root",
+                str(root),
+                "--seed",
+                str(seed),
+                "--summaries",
+                str(summaries),
+            ],
+            summaries / f"s{seed}.json",
             [j.name for j in trains + searches],
         )
         jobs += [*trains, *searches, evaluate]
@@ -119,7 +128,7 @@ def run(args: argparse.Namespace) -> None:
         for name in [n for n in failed if n.startswith("evaluate")]:
             if analysis_mtime() != retry_after.get(name):
                 failed.discard(name)
-        jobs = plan(root, args.config, args.seeds)
+        jobs = plan(root, args.config, args.seeds, args.summaries)
         done = {j.name for j in jobs if j.done.exists()}
         pending = [j for j in jobs if j.name not in done and j.name not in failed]
         if not pending and not running:
@@ -174,6 +183,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--jobs", type=int, default=2, help="processes at once, one thread each")
     p.add_argument("--root", type=Path, default=Path("runs/compare"))
+    p.add_argument("--summaries", type=Path, default=SUMMARIES, help="per-seed summaries")
     p.set_defaults(func=run)
     p = sub.add_parser("stage-two", help="(internal) TwoStage's search for one cost objective")
     p.add_argument("source")
@@ -183,9 +193,14 @@ def main() -> None:
     p = sub.add_parser("evaluate", help="(internal) fronts and cross-evaluations of one seed")
     p.add_argument("--root", type=Path, default=Path("runs/compare"))
     p.add_argument("--seed", type=int, required=True)
-    p.set_defaults(func=lambda a: __import__("compare_analysis").evaluate_seed(a.root, a.seed))
+    p.add_argument("--summaries", type=Path, default=SUMMARIES)
+    p.set_defaults(
+        func=lambda a: __import__("compare_analysis").evaluate_seed(a.root, a.seed, a.summaries)
+    )
     p = sub.add_parser("report", help="docs/results.md from the per-seed summaries")
-    p.set_defaults(func=lambda a: __import__("compare_analysis").report())
+    p.add_argument("--summaries", type=Path, default=SUMMARIES)
+    p.add_argument("--page", type=Path, default=ROOT / "docs" / "results.md")
+    p.set_defaults(func=lambda a: __import__("compare_analysis").report(a.summaries, a.page))
     args = parser.parse_args()
     args.func(args)
 

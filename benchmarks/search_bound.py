@@ -80,6 +80,7 @@ def main() -> None:
                 solve = RandomSearchMinimizer().prepare(
                     s, alpha_min, alphas, losses, torch.Generator().manual_seed(seed)
                 )
+
                 def solve_pair(lam: float, solve=solve) -> tuple[torch.Tensor, float]:
                     solution = solve(lam)
                     return solution.alpha, solution.cost
@@ -87,7 +88,9 @@ def main() -> None:
                 result = bisect_lambda(solve_pair, target)
                 totals[bound][0] += int(result.hit)
                 totals[bound][1] += 1
-                print(f"{target:.2f} | {bound} | {result.cost:.3f} | {result.lam:.4f} | {result.steps} | {result.hit}")
+                print(
+                    f"{target:.2f} | {bound} | {result.cost:.3f} | {result.lam:.4f} | {result.steps} | {result.hit}"
+                )
     for bound, (hit, n) in totals.items():
         print(f"{bound} bound: {hit}/{n} targets hit ({100 * hit / n:.0f}%)")
     print(f"ratio of hits, upper / lower: {totals['upper'][0] / max(1, totals['lower'][0]):.2f}")

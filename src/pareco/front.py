@@ -1,4 +1,4 @@
-"""The Pareto front of a trained run, the sub-network that fits a budget, and method comparisons.
+"""The Pareto front of a trained run: its candidates, their evaluation, and the front files.
 
 ``pareco front RUNDIR`` (DESIGN.md §2, "After training"):
 
@@ -28,29 +28,28 @@ Summary metrics of a front under one cost (front points only, errors on the test
   ``pareco export`` would ship: the most accurate *on validation* among the front points whose
   cost ratio is within the budget (null when none fits).
 
-``pareco compare`` recomputes these over the cost range common to all the runs.
+``pareco compare`` recomputes these over the cost range common to all the runs
+(:mod:`pareco.compare`); ``pareco export`` ships the point that fits a budget
+(:mod:`pareco.budget`); the text and markdown renderings live in :mod:`pareco.report`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
-import importlib.util
 import io
 import json
 import math
 import os
-import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from pareco.evaluate import EvalResult, evaluate, recalibrate_bn
+from pareco.evaluate import EvalResult, evaluate
 from pareco.search.pareto import error_cost_auc, hypervolume_2d, pareto_front
 from pareco.space import WidthSpace
 from pareco.train import Run, RunError, load_run
@@ -59,26 +58,38 @@ if TYPE_CHECKING:
     from pareco.plots import Curve
 
 FRONT_FORMAT = "pareco-front"
+
 FRONT_VERSION = 1
+
 HISTORY = "history.jsonl"
+
 #: A front is selected under each of these costs; ``pareco export --cost`` picks one.
 COSTS = ("flops", "memory", "params")
+
 #: The two costs pareco trains for: one panel each in the figures.
 PLOTTED_COSTS = ("flops", "memory")
+
 #: Every absolute cost reported per point (MACs and FLOPs have the same ratio).
 ALL_METRICS = ("macs", "flops", "params", "memory")
+
 #: Units of the absolute costs (memory: peak activation elements at batch 1, DESIGN.md §3).
 COST_UNITS = {"macs": "MACs", "flops": "FLOPs", "params": "parameters",
               "memory": "activation elements at batch 1"}  # fmt: skip
+
 #: Cost budgets (ratios of the full network) at which the summary reports accuracy.
 BUDGETS = (0.25, 0.5, 0.75, 1.0)
+
 #: Hypervolume reference point: (cost ratio, test error).
 HV_REFERENCE = (1.0, 1.0)
+
 #: Uniform widths in a Slim run's front.
 DEFAULT_SWEEP = 16
+
 #: Sub-networks drawn in widths.png.
 WIDTH_LINES = 5
+
 EVAL_BATCH = 500
+
 #: A budget equal to a point's cost ratio admits it despite float rounding.
 RATIO_TOL = 1e-9
 
@@ -89,9 +100,6 @@ class FrontError(RunError):
     """A run whose front cannot be built or used, or a request it cannot meet (one line)."""
 
 
-# --------------------------------------------------------------------------------------------
-# Candidates (pure)
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Candidate:
     """A sub-network to evaluate.
@@ -247,9 +255,6 @@ def method_candidates(
     return unique_by_channels(candidates, space)
 
 
-# --------------------------------------------------------------------------------------------
-# Selection, budgets and metrics (pure)
-# --------------------------------------------------------------------------------------------
 def select_front(cost: Tensor, val_error: Tensor) -> list[int]:
     """Positions of the points non-dominated in (cost, validation error), by increasing cost.
 
@@ -339,29 +344,6 @@ def front_arrays(points: Sequence[Mapping[str, Any]], cost: str) -> tuple[Tensor
     )
 
 
-def pick_for_budget(front: Mapping[str, Any], cost: str, budget: float) -> dict[str, Any]:
-    """The front point ``pareco export`` ships for ``cost`` ratio ≤ ``budget``: the most accurate
-    on validation among those that fit.
-
-    Raises:
-        FrontError: an unknown cost, or a budget below every point (naming the smallest cost).
-    """
-    cost = check_cost(cost)
-    if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
-        raise FrontError(
-            f"--budget must be a positive cost ratio (1.0 = the full network), got {budget}"
-        )
-    points = front_points(front, cost)
-    ratios, val, _ = front_arrays(points, cost)
-    i = best_within(ratios, val, budget)
-    if i is None:
-        raise FrontError(
-            f"no sub-network fits a {cost} ratio of {budget:g}: the smallest available costs "
-            f"{float(ratios.min()):.4f}"
-        )
-    return points[i]
-
-
 def spread(cost: Sequence[float], k: int) -> list[int]:
     """Up to ``k`` positions of a cost-sorted list spread evenly in cost (first and last kept)."""
     n = len(cost)
@@ -376,63 +358,6 @@ def spread(cost: Sequence[float], k: int) -> list[int]:
     return sorted(chosen)
 
 
-@dataclass(frozen=True)
-class AgreementCheck:
-    """Does a model classify the test split as the front said the sub-network does?
-
-    Attributes:
-        correct: test samples the checked model classifies right.
-        expected: the front's figure for the point.
-        samples: test samples.
-        max_logit_diff: largest |logit − reference logit|.
-        noise: the float noise allowed on a logit.
-        near_ties: samples whose reference top-2 margin is so small that noise may flip them.
-        ok: the logits agree within noise and the count is within ``near_ties`` of ``expected``.
-    """
-
-    correct: int
-    expected: int
-    samples: int
-    max_logit_diff: float
-    noise: float
-    near_ties: int
-    ok: bool
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / max(self.samples, 1)
-
-
-def check_agreement(
-    reference: Tensor, logits: Tensor, labels: Tensor, expected_correct: int, rtol: float = 1e-4
-) -> AgreementCheck:
-    """Compare a model's test predictions with the slimmable network's and with the front.
-
-    Args:
-        reference: ``n x classes`` logits of the slimmable network at the point (recalibrated).
-        logits: ``n x classes`` logits of the model under check (exported, reloaded, ONNX).
-        labels: ``n`` true classes.
-        expected_correct: correct predictions the front reported for the point.
-        rtol: float noise allowed on a logit, relative to the largest reference logit (>= 1).
-    """
-    reference, logits = reference.double().cpu(), logits.double().cpu()
-    labels = labels.cpu()
-    noise = rtol * max(1.0, float(reference.abs().max())) if reference.numel() else rtol
-    diff = float((logits - reference).abs().max()) if logits.numel() else 0.0
-    if reference.shape[1] > 1:
-        top2 = reference.topk(2, dim=1).values
-        margin = top2[:, 0] - top2[:, 1]
-    else:
-        margin = torch.full((reference.shape[0],), math.inf, dtype=torch.float64)
-    near = int((margin <= 2 * max(diff, noise)).sum())
-    correct = int((logits.argmax(1) == labels).sum())
-    ok = diff <= noise and abs(correct - expected_correct) <= near
-    return AgreementCheck(correct, expected_correct, int(labels.numel()), diff, noise, near, ok)
-
-
-# --------------------------------------------------------------------------------------------
-# Runs and evaluation
-# --------------------------------------------------------------------------------------------
 def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     """Load a *finished* run.
 
@@ -560,11 +485,16 @@ def build_front(
     sweep: int = DEFAULT_SWEEP,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    candidates: Sequence[Candidate] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a finished run's candidates and select its fronts: the front.json dictionary.
 
     Every candidate is recalibrated and scored on validation; the front points under each of
     ``COSTS`` are then recalibrated again and scored on test. Nothing is written.
+
+    Args:
+        candidates: widths to evaluate instead of the run's own (``run_candidates``): e.g. another
+            run's front widths on these weights, to tell better weights from better widths.
     """
     device = torch.device(device)
     cfg, net, space, data = run.config, run.net, run.net.space, run.data
@@ -573,7 +503,10 @@ def build_front(
             f"{run.run_dir} has no validation split (val_size 0): the front is selected on "
             "validation, so train with --val-size > 0"
         )
-    candidates = run_candidates(run, sweep)
+    if candidates is None:
+        candidates = run_candidates(run, sweep)
+    else:
+        candidates = unique_by_channels(candidates, space)
     alphas = torch.stack([c.alpha for c in candidates])
     channels = space.channels(alphas)
     absolute = {m: net.cost(alphas, m) for m in ALL_METRICS}
@@ -650,9 +583,6 @@ def build_front(
     }
 
 
-# --------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------
 def write_front(run_dir: str | Path, front: Mapping[str, Any]) -> list[Path]:
     """Write front.json, front.csv, front.png and widths.png into ``run_dir`` (each atomically)."""
     from pareco import plots
@@ -765,411 +695,29 @@ def _atomic_text(path: Path, text: str) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------------------------
-# Export of the point that fits a budget
-# --------------------------------------------------------------------------------------------
-FORMATS = {"pt": ("pt",), "onnx": ("onnx",), "both": ("pt", "onnx")}
+# Names that moved to pareco.budget, pareco.compare and pareco.report, still importable from here.
+_MOVED = {
+    "pick_for_budget": "pareco.budget",
+    "AgreementCheck": "pareco.budget",
+    "check_agreement": "pareco.budget",
+    "FORMATS": "pareco.budget",
+    "ExportResult": "pareco.budget",
+    "export_for_budget": "pareco.budget",
+    "EXPORT_FILES": "pareco.budget",
+    "export_meta": "pareco.budget",
+    "compare_fronts": "pareco.compare",
+    "run_labels": "pareco.compare",
+    "compare_runs": "pareco.compare",
+    "export_report": "pareco.report",
+    "export_report_markdown": "pareco.report",
+    "compare_markdown": "pareco.report",
+    "format_front_table": "pareco.report",
+}
 
 
-@dataclass
-class ExportResult:
-    """Where the exported model went, which point it is, and the accuracy checks it passed."""
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
 
-    path: Path
-    point: dict[str, Any]
-    checks: dict[str, AgreementCheck]
-    report: dict[str, Any]
-
-
-def export_for_budget(
-    run_dir: str | Path,
-    budget: float,
-    cost: str,
-    fmt: str = "pt",
-    *,
-    out: str | Path | None = None,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> ExportResult:
-    """Export the front point that fits ``cost`` ratio ≤ ``budget`` as a plain model.
-
-    The point (most accurate on validation among those that fit, from front.json — computed first
-    when missing) is BN-recalibrated and materialized (``net.export``); the saved model is loaded
-    back and its test accuracy must equal the front's figure up to float noise (samples whose top-2
-    logits are closer than the noise), or nothing is written. Files go to ``out`` (default
-    ``RUNDIR/export/<cost>-<budget>``): model.json + weights.pt (``pt``), model.onnx (``onnx``),
-    report.json and report.md.
-    """
-    run_dir = Path(run_dir)
-    cost = check_cost(cost)
-    if fmt not in FORMATS:
-        raise FrontError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    formats = FORMATS[fmt]
-    if not (math.isfinite(budget) and budget > 0):
-        raise FrontError(
-            f"--budget must be a positive cost ratio (1.0 = the full network), got {budget}"
-        )
-    if "onnx" in formats:
-        missing = [
-            m for m in ("onnx", "onnxscript", "onnxruntime") if not importlib.util.find_spec(m)
-        ]
-        if missing:
-            raise FrontError(f"ONNX export needs {', '.join(missing)}: pip install 'pareco[onnx]'")
-    device = torch.device(device)
-    run = open_run(run_dir, device)
-    net, space = run.net, run.net.space
-    smallest = float(net.cost_ratio(space.smallest(), cost))
-    if budget < smallest - RATIO_TOL:
-        raise FrontError(
-            f"no sub-network fits a {cost} ratio of {budget:g}: the smallest available costs "
-            f"{smallest:.4f}"
-        )
-    front = ensure_front(run_dir, device=device, progress=progress, run=run)
-    point = pick_for_budget(front, cost, budget)
-    alpha = alphas_of(point)
-
-    recalibrate_bn(net, alpha, run.recalibration(device))
-
-    def test_loader() -> Iterable[
-        tuple[Tensor, Tensor]
-    ]:  # a loader is one pass: a fresh one for every model checked
-        return run.data.eval_loader("test", EVAL_BATCH, device=device)
-
-    with net.widths(alpha):
-        reference, labels = predict(net, test_loader())
-    sub = net.export(alpha).eval()
-    # CUDA convolutions may run in TF32: allow its rounding; on CPU the noise is far below 1e-4
-    cuda = device.type == "cuda" or str(front.get("device", "")).startswith("cuda")
-    rtol = 5e-3 if cuda else 1e-4
-
-    target = Path(out) if out is not None else run_dir / "export" / f"{cost}-{budget:g}"
-    checks: dict[str, AgreementCheck] = {}
-    with _staging(target) as stage:
-        meta = export_meta(run, front, point, cost, budget)
-        if "pt" in formats:
-            from pareco.export import load, save
-
-            save(sub.cpu(), stage, meta)
-            logits, _ = predict(load(stage, map_location=device), test_loader())
-            checks["pt"] = check_agreement(reference, logits, labels, point["test_correct"], rtol)
-        else:
-            logits, _ = predict(sub.to(device), test_loader())
-            checks["torch"] = check_agreement(
-                reference, logits, labels, point["test_correct"], rtol
-            )
-        if "onnx" in formats:
-            example = run.data.normalize(run.data.test.x[:1])
-            logits = _onnx_logits(sub.cpu(), example, test_loader(), stage / "model.onnx")
-            checks["onnx"] = check_agreement(reference, logits, labels, point["test_correct"], rtol)
-        failed = {k: c for k, c in checks.items() if not c.ok}
-        if failed:
-            detail = "; ".join(
-                f"{k}: {c.correct}/{c.samples} correct, max logit difference "
-                f"{c.max_logit_diff:.3g} (noise {c.noise:.3g}, {c.near_ties} near ties)"
-                for k, c in failed.items()
-            )
-            raise FrontError(
-                f"the exported model does not reproduce the front's test accuracy for point "
-                f"{point['id']} ({point['test_correct']}/{checks[next(iter(failed))].samples} "
-                f"correct): {detail}; nothing was written"
-            )
-        report = export_report(front, point, cost, budget, checks, target, formats)
-        (stage / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-        (stage / "report.md").write_text(export_report_markdown(report))
-    return ExportResult(target, point, checks, report)
-
-
-def _onnx_logits(
-    sub: nn.Module, example: Tensor, loader: Iterable[tuple[Tensor, Tensor]], path: Path
-) -> Tensor:
-    """Write ``sub`` as ONNX (``example``: ``1 x C x H x W``) and run it with onnxruntime over
-    the loader: ``n x classes`` logits."""
-    import onnxruntime as ort
-
-    from pareco.export import to_onnx
-
-    to_onnx(sub, example.cpu(), path)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outs = [torch.from_numpy(session.run(None, {"input": x.cpu().numpy()})[0]) for x, _ in loader]
-    return torch.cat(outs)
-
-
-EXPORT_FILES = frozenset({"model.json", "weights.pt", "model.onnx", "report.json", "report.md"})
-
-
-@contextlib.contextmanager
-def _staging(target: Path) -> Iterator[Path]:
-    """A fresh directory beside ``target`` that replaces it only when the block succeeds.
-
-    An existing ``target`` is replaced only if it holds nothing but an earlier export's files.
-    """
-    if target.exists() and (
-        not target.is_dir() or not {p.name for p in target.iterdir()} <= EXPORT_FILES
-    ):
-        raise FrontError(
-            f"{target} exists and holds other files than an exported model; choose a new "
-            "or empty directory"
-        )
-    created_parent = not target.parent.exists()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if created_parent:
-            with contextlib.suppress(OSError):
-                target.parent.rmdir()
-        raise
-    old = target.with_name(f".{target.name}.{os.getpid()}.old")
-    if target.exists():
-        target.replace(old)
-    stage.replace(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def export_meta(
-    run: Run, front: Mapping[str, Any], point: Mapping[str, Any], cost: str, budget: float
-) -> dict[str, Any]:
-    """What model.json's ``meta`` says about an exported point: widths, costs, accuracy, inputs."""
-    data = run.data
-    return {
-        "run": str(run.run_dir),
-        "method": front["method"],
-        "model": front["model"],
-        "selected": {"cost": cost, "budget": budget, "by": "validation accuracy"},
-        "point": point["id"],
-        "alpha": point["alpha"],
-        "channels": {g["name"]: ch for g, ch in zip(front["groups"], point["channels"])},
-        "costs": {m: point[m] for m in ALL_METRICS},
-        "cost_ratios": {m: point[f"{m}_ratio"] for m in ALL_METRICS},
-        "accuracy": {"val": point["val_accuracy"], "test": point["test_accuracy"]},
-        "input": {
-            "shape": list(data.input_shape),
-            "preprocess": "x / 255, then (x - mean) / std per channel",
-            "mean": list(data.mean),
-            "std": list(data.std),
-        },
-        "num_classes": data.num_classes,
-        "class_names": list(data.class_names),
-    }
-
-
-def export_report(
-    front: Mapping[str, Any],
-    point: Mapping[str, Any],
-    cost: str,
-    budget: float,
-    checks: Mapping[str, AgreementCheck],
-    target: Path,
-    formats: Sequence[str],
-) -> dict[str, Any]:
-    """report.json: the point, its costs and widths, and the accuracy checks it passed."""
-    files = ["model.json", "weights.pt"] if "pt" in formats else []
-    files += ["model.onnx"] if "onnx" in formats else []
-    return {
-        "run": front["run"],
-        "method": front["method"],
-        "model": front["model"],
-        "budget": {"cost": cost, "ratio": budget},
-        "point": point["id"],
-        "cost_ratios": {m: point[f"{m}_ratio"] for m in ALL_METRICS},
-        "costs": {m: point[m] for m in ALL_METRICS},
-        "val_accuracy": point["val_accuracy"],
-        "test_accuracy": point["test_accuracy"],
-        "checks": {k: {**asdict(c), "accuracy": c.accuracy} for k, c in checks.items()},
-        "widths": [
-            {"group": g["name"], "channels": ch, "size": g["size"], "alpha": a}
-            for g, ch, a in zip(front["groups"], point["channels"], point["alpha"])
-        ],
-        "files": files,
-        "path": str(target),
-    }
-
-
-def export_report_markdown(report: Mapping[str, Any]) -> str:
-    """report.md: :func:`export_report` for people."""
-    b, r = report["budget"], report["cost_ratios"]
-    lines = [
-        f"# {report['model']} sub-network for {b['cost']} ≤ {b['ratio']:g}",
-        "",
-        f"Run `{report['run']}` ({report['method']}), front point {report['point']}, "
-        "chosen by validation accuracy.",
-        "",
-        "| cost | ratio | absolute |",
-        "|---|---|---|",
-        *(f"| {m} | {r[m]:.4f} | {report['costs'][m]:.6g} {COST_UNITS[m]} |" for m in ALL_METRICS),
-        "",
-        f"Validation accuracy {100 * report['val_accuracy']:.2f}%, "
-        f"test accuracy {100 * report['test_accuracy']:.2f}% (front).",
-        "",
-        "| model checked | test accuracy | max logit difference |",
-        "|---|---|---|",
-        *(
-            f"| {k} | {100 * c['accuracy']:.2f}% ({c['correct']}/{c['samples']}) "
-            f"| {c['max_logit_diff']:.3g} |"
-            for k, c in report["checks"].items()
-        ),
-        "",
-        "| group | channels | of | alpha |",
-        "|---|---|---|---|",
-        *(
-            f"| {w['group']} | {w['channels']} | {w['size']} | {w['alpha']:.4f} |"
-            for w in report["widths"]
-        ),
-        "",
-        f"Files: {', '.join(report['files'])}",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Comparison of runs
-# --------------------------------------------------------------------------------------------
-def compare_fronts(
-    fronts: Sequence[Mapping[str, Any]], labels: Sequence[str], cost: str
-) -> dict[str, Any]:
-    """Summary metrics of several runs' fronts under ``cost``, over their common cost range.
-
-    The AUC range is [the largest of the runs' cheapest front costs, 1], so that every curve is
-    defined over all of it. Runs must share model, data and input size (ratios of different full
-    networks do not compare).
-    """
-    cost = check_cost(cost)
-    if not fronts:
-        raise FrontError("compare needs at least one run")
-    keys = ("model", "model_kwargs", "data", "input_shape")
-    first = fronts[0]
-    for label, f in zip(labels, fronts):
-        diff = [k for k in keys if f.get(k) != first.get(k)]
-        if diff:
-            detail = ", ".join(f"{k} {first.get(k)!r} vs {f.get(k)!r}" for k in diff)
-            raise FrontError(
-                f"{labels[0]} and {label} differ in {detail}: cost ratios of different networks "
-                "do not compare"
-            )
-    arrays = [front_arrays(front_points(f, cost), cost) for f in fronts]
-    lo = max(float(c.min()) for c, _, _ in arrays)
-    rows = []
-    for label, f, (c, v, t) in zip(labels, fronts, arrays):
-        rows.append({
-            "run": label,
-            "path": f["run"],
-            "method": f["method"],
-            "objective": f["cost"],
-            "front_points": len(c),
-            **summary_metrics(c, v, t, lo=lo),
-        })  # fmt: skip
-    return {
-        "cost": cost,
-        "cost_range": [lo, 1.0],
-        "hypervolume_reference": {"cost_ratio": HV_REFERENCE[0], "error": HV_REFERENCE[1]},
-        "budgets": list(BUDGETS),
-        "runs": rows,
-    }
-
-
-def compare_markdown(result: Mapping[str, Any]) -> str:
-    """The comparison as a markdown table, with the conventions it was computed under."""
-    cost, (lo, hi) = result["cost"], result["cost_range"]
-    ref = result["hypervolume_reference"]
-    budgets = result["budgets"]
-    header = ["run", "method", "objective", "points", f"mean test error [{lo:.3f}, {hi:g}]",
-              "hypervolume", *(f"acc @ {100 * b:g}%" for b in budgets)]  # fmt: skip
-    lines = [
-        f"Fronts under the {cost} ratio: selected on validation, reported on test. Mean test "
-        f"error = area under the error–cost curve / range width; hypervolume reference = "
-        f"(cost ratio {ref['cost_ratio']:g}, error {ref['error']:g}); acc @ budget = test accuracy "
-        "of the front point most accurate on validation within the budget.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    for r in result["runs"]:
-        acc = [
-            "—" if a["test_accuracy"] is None else f"{100 * a['test_accuracy']:.2f}%"
-            for a in r["accuracy_at"]
-        ]
-        cells = [r["run"], r["method"], r["objective"], str(r["front_points"]),
-                 f"{100 * r['mean_test_error']:.2f}%", f"{r['hypervolume']:.4f}", *acc]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def run_labels(run_dirs: Sequence[str | Path]) -> list[str]:
-    """Short distinct names for runs: the directory names, or the paths where names repeat."""
-    names = [Path(d).name or str(d) for d in run_dirs]
-    if len(set(names)) == len(names):
-        return names
-    return [str(d) for d in run_dirs]
-
-
-def compare_runs(
-    run_dirs: Sequence[str | Path],
-    out: str | Path,
-    *,
-    cost: str | None = None,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Compare runs (fronts computed where missing): compare.md, compare.json and compare.png in
-    ``out``. ``cost`` defaults to the first run's objective."""
-    from pareco import plots
-
-    dirs = [Path(d) for d in run_dirs]
-    for d in dirs:
-        if not (d / "config.json").is_file():
-            raise FrontError(f"{d} is not a pareco run directory (no config.json)")
-    fronts = [ensure_front(d, device=device, progress=progress) for d in dirs]
-    labels = run_labels(run_dirs)
-    cost = check_cost(cost or fronts[0]["cost"])
-    result = compare_fronts(fronts, labels, cost)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "compare.md", compare_markdown(result))
-    _atomic_text(out / "compare.json", json.dumps(result, indent=1) + "\n")
-    metrics = [cost, *(m for m in PLOTTED_COSTS if m != cost)]
-    panels = {
-        m: [front_curve(f, m, f"{label} ({f['method']})") for f, label in zip(fronts, labels)]
-        for m in metrics
-    }
-    plots.plot_fronts(panels, out / "compare.png", "fronts: select on val, report on test")
-    return result
-
-
-# --------------------------------------------------------------------------------------------
-# Text
-# --------------------------------------------------------------------------------------------
-def format_front_table(front: Mapping[str, Any], cost: str | None = None) -> str:
-    """The front under ``cost`` (default: the run's objective) as aligned text, with metrics."""
-    cost = cost or front["cost"]
-    header = ("id", "FLOPs ratio", "memory ratio", "params ratio", "val acc", "test acc", "source")
-    rows = [header]
-    for p in front_points(front, cost):
-        rows.append((
-            str(p["id"]), f"{p['flops_ratio']:.3f}", f"{p['memory_ratio']:.3f}",
-            f"{p['params_ratio']:.3f}", f"{100 * p['val_accuracy']:.2f}%",
-            f"{100 * p['test_accuracy']:.2f}%", p["source"],
-        ))  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-    m = front["metrics"][cost]
-    lo, hi = m["cost_range"]
-    acc = ", ".join(
-        f"{100 * a['budget']:g}%: "
-        + ("—" if a["test_accuracy"] is None else f"{100 * a['test_accuracy']:.2f}%")
-        for a in m["accuracy_at"]
-    )
-    lines += [
-        "",
-        f"front under {cost}: {len(rows) - 1} of {len(front['points'])} candidates "
-        f"(selected on {front['samples']['val']} validation images, reported on "
-        f"{front['samples']['test']} test images)",
-        f"mean test error over {cost} ratio [{lo:.3f}, {hi:g}]: {100 * m['mean_test_error']:.2f}%; "
-        f"hypervolume (ref cost 1, error 1): {m['hypervolume']:.4f}",
-        f"test accuracy at {cost} budget: {acc}",
-    ]
-    return "\n".join(lines)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'pareco.front' has no attribute {name!r}")

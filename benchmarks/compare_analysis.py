@@ -1,0 +1,245 @@
+"""Per-seed evaluation and the report of the method comparison (see compare_methods.py).
+
+`evaluate_seed` builds, for one seed and each cost objective, the fronts of Slim, TwoStage and
+PareCO and the two cross-evaluations, and writes the small summary docs/results/compare/s<seed>.json.
+`report` reads every summary and writes docs/results.md: per-method means, and per-seed *paired*
+differences of the area under the test-error–cost curve (AUC, lower is better) with a 95% t interval
+and a two-sided sign test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SUMMARIES = ROOT / "docs" / "results" / "compare"
+COSTS = ("flops", "memory")
+BUDGETS = (0.25, 0.5, 0.75, 1.0)
+#: The fronts compared per seed and cost objective.
+VARIANTS = {
+    "slim": "Slim (uniform widths on Slim's weights)",
+    "twostage": "TwoStage (searched widths on TwoStage's weights)",
+    "pareco": "PareCO (its own widths and weights)",
+    "pareco_widths_on_slim": "PareCO's front widths on Slim's weights",
+    "uniform_on_pareco": "uniform widths on PareCO's weights",
+}
+#: Paired differences reported (a − b; negative AUC difference = a is better) and what they tell.
+CONTRASTS = [
+    ("pareco", "slim", "PareCO vs Slim (the paper's comparison)"),
+    ("pareco", "twostage", "PareCO vs TwoStage"),
+    ("pareco_widths_on_slim", "slim", "better widths? searched vs uniform, both on Slim's weights"),
+    ("pareco", "uniform_on_pareco", "better widths? searched vs uniform, both on PareCO's weights"),
+    ("uniform_on_pareco", "slim", "better weights? uniform widths on PareCO's vs Slim's weights"),
+]
+
+
+def _front_summary(front: dict[str, Any], cost: str) -> dict[str, Any]:
+    from pareco.front import front_points
+
+    points = front_points(front, cost)
+    return {
+        "points": [
+            {
+                "cost_ratio": p[f"{cost}_ratio"],
+                "val_accuracy": p["val_accuracy"],
+                "test_accuracy": p["test_accuracy"],
+                "channels": p["channels"],
+            }
+            for p in points
+        ],
+    }
+
+
+def metrics(points: list[dict[str, Any]], lo: float) -> dict[str, Any]:
+    """AUC (test error over [lo, 1]), hypervolume and accuracy at budgets of a front."""
+    from pareco.front import summary_metrics
+
+    cost = torch.tensor([p["cost_ratio"] for p in points], dtype=torch.float64)
+    val = torch.tensor([p["val_accuracy"] for p in points], dtype=torch.float64)
+    test = torch.tensor([p["test_accuracy"] for p in points], dtype=torch.float64)
+    m = summary_metrics(cost, val, test, lo=lo, budgets=BUDGETS)
+    return {
+        "auc": m["auc"],
+        "mean_test_error": m["mean_test_error"],
+        "hypervolume": m["hypervolume"],
+        "accuracy_at": {str(a["budget"]): a["test_accuracy"] for a in m["accuracy_at"]},
+    }
+
+
+def _search_stats(run_dir: Path) -> dict[str, Any]:
+    from pareco.front import read_history
+
+    path = run_dir / "history.jsonl"
+    if not path.exists():
+        return {}
+    records = read_history(path)
+    gp = [r for r in records if r.get("kind") == "gp"]
+    hits = [r for r in gp if r.get("hit")]
+    return {
+        "proposals": len(records),
+        "gp_proposals": len(gp),
+        "gp_hits": len(hits),
+        "gp_costs": [r["cost"] for r in gp],
+    }
+
+
+def evaluate_seed(root: Path, seed: int, summaries: Path = SUMMARIES) -> None:
+    from pareco.front import Candidate, build_front, ensure_front, open_run, uniform_sweep
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    slim_dir = root / f"slim-s{seed}"
+    slim_run = open_run(slim_dir)
+    summary: dict[str, Any] = {"seed": seed, "costs": {}, "runs": {}}
+    cache = root / f"cross-s{seed}"
+    cache.mkdir(exist_ok=True)
+    for cost in COSTS:
+        dirs = {
+            "slim": slim_dir,
+            "twostage": root / f"twostage-{cost}-s{seed}",
+            "pareco": root / f"pareco-{cost}-s{seed}",
+        }
+        fronts = {k: ensure_front(d, progress=False) for k, d in dirs.items()}
+        pareco_run = open_run(dirs["pareco"])
+        cross_file = cache / f"{cost}.json"
+        if cross_file.exists():
+            cross = json.loads(cross_file.read_text())
+        else:
+            from pareco.front import front_points
+
+            widths = [
+                Candidate(torch.tensor(p["alpha"], dtype=torch.float64), "cross")
+                for p in front_points(fronts["pareco"], cost)
+            ]
+            net = pareco_run.net
+            sweep = uniform_sweep(net.space, lambda a, net=net, c=cost: net.cost_ratio(a, c), 16)
+            cross = {
+                "pareco_widths_on_slim": build_front(slim_run, candidates=widths, progress=False),
+                "uniform_on_pareco": build_front(
+                    pareco_run, candidates=[Candidate(a, "uniform") for a in sweep], progress=False
+                ),
+            }
+            cross_file.write_text(json.dumps(cross) + "\n")
+        fronts.update(cross)
+        parts = {k: _front_summary(f, cost) for k, f in fronts.items()}
+        lo = max(min(p["cost_ratio"] for p in v["points"]) for v in parts.values())
+        for v in parts.values():
+            v["metrics"] = metrics(v["points"], lo)
+        summary["costs"][cost] = {"cost_range": [lo, 1.0], "fronts": parts}
+    for d in sorted(root.glob(f"*-s{seed}")):
+        if not (d / "eval.json").exists():
+            continue
+        info: dict[str, Any] = {
+            "train_seconds": json.loads((d / "eval.json").read_text())["train_seconds"]
+        }
+        if (d / "search.json").exists():
+            info["search_seconds"] = json.loads((d / "search.json").read_text())["seconds"]
+        info.update(_search_stats(d))
+        summary["runs"][d.name] = info
+    summary["evaluate_seconds"] = time.perf_counter() - start
+    summaries.mkdir(parents=True, exist_ok=True)
+    out = summaries / f"s{seed}.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    tmp.replace(out)
+    print(f"wrote {out}")
+
+
+# ------------------------------------------------------------------------------------------------
+def paired(diffs: list[float]) -> dict[str, Any]:
+    """Mean paired difference, its 95% t interval, and a two-sided sign test."""
+    from scipy import stats
+
+    n = len(diffs)
+    mean = statistics.mean(diffs)
+    if n > 1:
+        sd = statistics.stdev(diffs)
+        half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    else:
+        half = math.nan
+    negative = sum(d < 0 for d in diffs)
+    nonzero = sum(d != 0 for d in diffs)
+    p_sign = stats.binomtest(negative, nonzero, 0.5).pvalue if nonzero else 1.0
+    return {"n": n, "mean": mean, "ci95": [mean - half, mean + half], "negative": negative,
+            "sign_test_p": p_sign}  # fmt: skip
+
+
+def _pm(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    vals = [scale * v for v in values if v is not None]
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+
+def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") -> None:
+    summaries = [json.loads(p.read_text()) for p in sorted(folder.glob("s*.json"))]
+    if not summaries:
+        raise SystemExit(f"no summaries in {folder}: run `compare_methods.py run` first")
+    seeds = [s["seed"] for s in summaries]
+    config = (ROOT / "configs" / "compare_fmnist.yaml").read_text()
+    out = [
+        "# Method comparison on Fashion-MNIST (paired seeds)",
+        "",
+        "Produced by `python benchmarks/compare_methods.py run --seeds ...` (trainings, TwoStage "
+        "searches, fronts and cross-evaluations; one small summary per seed in "
+        "`docs/results/compare/`) and `python benchmarks/compare_methods.py report` (this page). "
+        f"Seeds in this report: {', '.join(map(str, seeds))} ({len(seeds)}).",
+        "",
+        "Every run shares the model, data, epochs and trainer; each front is selected on the "
+        "5,000-image validation split and reported on the Fashion-MNIST test set (10,000 images). "
+        "AUC = area under the test-error–cost-ratio curve over the common cost range [cost of the "
+        "smallest network, 1]; lower is better. Differences are paired by seed (the same seed "
+        "gives every method the same data split, initialization and batch order).",
+        "",
+        f"Configuration (`configs/compare_fmnist.yaml`):\n\n```yaml\n{config}```",
+        "",
+    ]
+    for cost in COSTS:
+        rows = {k: [s["costs"][cost]["fronts"][k] for s in summaries] for k in VARIANTS}
+        lo = summaries[0]["costs"][cost]["cost_range"][0]
+        out += [f"## Cost objective: {cost} (range [{lo:.3f}, 1])", ""]
+        head = ["front", "AUC", "hypervolume", *(f"acc @ {int(100 * b)}% (%)" for b in BUDGETS)]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for key, label in VARIANTS.items():
+            ms = [r["metrics"] for r in rows[key]]
+            cells = [
+                label,
+                _pm([m["auc"] for m in ms], 1, 4),
+                _pm([m["hypervolume"] for m in ms], 1, 4),
+            ]
+            cells += [_pm([m["accuracy_at"][str(b)] for m in ms], 100) for b in BUDGETS]
+            out.append("| " + " | ".join(cells) + " |")
+        out += ["", "Paired AUC differences (a − b; negative: a is better):", ""]
+        out += [
+            "| contrast | mean | 95% interval | seeds a better | sign test p |",
+            "|---|---|---|---|---|",
+        ]
+        for a, b, what in CONTRASTS:
+            diffs = [x["metrics"]["auc"] - y["metrics"]["auc"] for x, y in zip(rows[a], rows[b])]
+            p = paired(diffs)
+            lo95, hi95 = p["ci95"]
+            out.append(
+                f"| {what} | {p['mean']:+.4f} | [{lo95:+.4f}, {hi95:+.4f}] | "
+                f"{p['negative']}/{p['n']} | {p['sign_test_p']:.3f} |"
+            )
+        out.append("")
+    out += ["## Wall time and search statistics", "",
+            "| run | train (s) | stage two (s) | proposals | GP proposals hit ±0.02 |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    for s in summaries:
+        for name, info in sorted(s["runs"].items()):
+            hits = f"{info['gp_hits']}/{info['gp_proposals']}" if info.get("gp_proposals") else "–"
+            stage2 = f"{info['search_seconds']:.0f}" if "search_seconds" in info else "–"
+            out.append(f"| {name} | {info['train_seconds']:.0f} | {stage2} | "
+                       f"{info.get('proposals', '–')} | {hits} |")  # fmt: skip
+    page.write_text("\n".join(out) + "\n")
+    print("\n".join(out))
