@@ -368,3 +368,39 @@ def test_compare_writes_a_table_and_a_plot(run, tmp_path, capsys):
     f = json.loads((run / "front.json").read_text())  # written by compare where missing
     assert result["runs"][0]["hypervolume"] == pytest.approx(f["metrics"]["flops"]["hypervolume"])
     assert not math.isnan(result["runs"][0]["mean_test_error"])
+
+
+def test_cross_evaluation_scores_foreign_widths_on_a_runs_weights(slim_run):
+    """build_front(candidates=...) evaluates other widths (e.g. another run's front) on these
+    weights like its own: recalibrated, selected on validation, reported on test."""
+    from pareco.front import build_front, open_run
+
+    run = open_run(slim_run)
+    space = run.net.space
+    gen = torch.Generator().manual_seed(0)
+    alphas = space.min_multiplier + (1 - space.min_multiplier) * torch.rand(
+        5, space.dim, generator=gen, dtype=torch.float64
+    )
+    foreign = [Candidate(a, "cross") for a in alphas] + [Candidate(alphas[0], "cross")]
+    cross = build_front(run, candidates=foreign, progress=False)
+    assert len(cross["points"]) == 5  # the duplicate is one network, evaluated once
+    assert {p["source"] for p in cross["points"]} == {"cross"}
+    own = build_front(run, progress=False, sweep=4)
+    assert {p["source"] for p in own["points"]} == {"uniform"}
+    # The same network gets the same accuracy whichever list it came in.
+    largest = Candidate(space.largest(), "cross")
+    again = build_front(run, candidates=[largest], progress=False)
+    full = next(p for p in own["points"] if p["flops_ratio"] == pytest.approx(1.0))
+    assert again["points"][0]["val_accuracy"] == full["val_accuracy"]
+    if full["test_accuracy"] is not None:  # scored on test only when it is on a front
+        assert again["points"][0]["test_accuracy"] == full["test_accuracy"]
+
+
+def test_moved_names_stay_importable_from_front():
+    from pareco import budget, compare, report
+
+    assert front.export_for_budget is budget.export_for_budget
+    assert front.compare_runs is compare.compare_runs
+    assert front.format_front_table is report.format_front_table
+    with pytest.raises(AttributeError):
+        front.no_such_name  # noqa: B018
