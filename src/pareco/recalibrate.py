@@ -63,7 +63,13 @@ def recalibrate_bn(
 def recalibration_batches(
     data: Any, n_batches: int, batch_size: int, seed: int, device: torch.device | str = "cpu"
 ) -> list[Tensor]:
-    """A fixed set of ``n_batches`` training batches (no augmentation) for BN recalibration."""
+    """A fixed set of ``n_batches`` training batches (no augmentation) for BN recalibration.
+
+    ``data`` is a :class:`pareco.data.DataSplits`, or any data source with its own
+    ``recalibration_batches`` (streamed folders, a user's loaders), which is then used.
+    """
+    if hasattr(data, "recalibration_batches"):
+        return data.recalibration_batches(n_batches, batch_size, seed, device)
     g = torch.Generator().manual_seed(seed + 1)
     train = data.train
     n = min(len(train), n_batches * batch_size)

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from pareco import distributed, models
 from pareco.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from pareco.config import TrainConfig, write_config
-from pareco.data import DataSplits, SyntheticSpec, load_dataset
+from pareco.data import DatasetError, DataSplits, SyntheticSpec, load_dataset
+from pareco.data.streamed import StreamedFolder, load_streamed_folder
 from pareco.evaluate import evaluate, score_widths
 from pareco.metrics import MetricsWriter
 from pareco.recalibrate import recalibration_batches
@@ -59,7 +60,23 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_data(config: TrainConfig) -> DataSplits:
+def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
+    """The data a config names: in memory, or streamed from an image folder (``stream``)."""
+    if config.stream:
+        if config.data_dir is None:
+            raise DatasetError(
+                "the streamed folder dataset needs --data-dir DIR holding train/<class>/* "
+                "and val/<class>/*"
+            )
+        return load_streamed_folder(
+            config.data_dir,
+            size=config.image_size or 224,
+            seed=config.seed,
+            val_size=config.val_size,
+            calib_size=config.calib_size,
+            train_subset=config.train_subset,
+            workers=config.workers,
+        )
     synthetic = SyntheticSpec(
         **{k: tuple(v) if k == "shape" else v for k, v in config.synthetic.items()}
     )

@@ -44,6 +44,8 @@ from pareco.data.memory import (
     resize_images,
     split_dataset,
 )
+from pareco.data.stream import FolderDataset, FolderIndex, StreamLoader, scan_folder
+from pareco.data.streamed import StreamedFolder, load_streamed_folder
 
 __all__ = [
     "DATASETS",
@@ -52,8 +54,12 @@ __all__ = [
     "BatchLoader",
     "DataSplits",
     "DatasetError",
+    "FolderDataset",
+    "FolderIndex",
     "ImageData",
     "Split",
+    "StreamLoader",
+    "StreamedFolder",
     "SyntheticSpec",
     "channel_stats",
     "crop_and_flip",
@@ -63,10 +69,12 @@ __all__ = [
     "load_idx_dataset",
     "load_image_folder",
     "load_images",
+    "load_streamed_folder",
     "make_synthetic",
     "normalize",
     "random_crop_flip",
     "read_idx",
+    "scan_folder",
     "split_dataset",
 ]
 
