@@ -80,7 +80,8 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML or JSON file of TrainConfig keys")
     p.add_argument("--out", default=S, help="run directory (default runs/default)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--model", default=S, choices=models.names())
+    p.add_argument("--model", default=S,
+                   help="a zoo name (pareco models) or package.module:factory")  # fmt: skip
     p.add_argument("--data", default=S, choices=DATASETS)
     p.add_argument("--data-dir", default=S, help="dataset directory")
     p.add_argument("--method", default=S, choices=METHODS)

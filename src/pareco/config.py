@@ -14,7 +14,7 @@ from typing import Any
 
 METHODS = ("slim", "twostage", "pareco")
 COSTS = ("flops", "memory")
-DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "synthetic")
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "synthetic", "loaders")
 
 
 class ConfigError(ValueError):

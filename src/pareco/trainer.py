@@ -12,6 +12,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pareco import distributed, models
+from pareco import distributed
 from pareco.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from pareco.config import TrainConfig, write_config
 from pareco.data import DatasetError, DataSplits, SyntheticSpec, load_dataset
 from pareco.data.streamed import StreamedFolder, load_streamed_folder
 from pareco.evaluate import evaluate, score_widths
 from pareco.metrics import MetricsWriter
+from pareco.model_path import ModelSpecError, resolve_model
 from pareco.recalibrate import recalibration_batches
 from pareco.samplers import (
     ParecoSampler,
@@ -62,6 +64,11 @@ def resolve_device(name: str) -> torch.device:
 
 def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
     """The data a config names: in memory, or streamed from an image folder (``stream``)."""
+    if config.data == "loaders":
+        raise RunError(
+            "data 'loaders' is a run trained by pareco.fit on Python DataLoaders: pass the "
+            "loaders to pareco.fit (resume=True) rather than naming them in a config"
+        )
     if config.stream:
         if config.data_dir is None:
             raise DatasetError(
@@ -92,16 +99,22 @@ def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
     )
 
 
-def build_net(config: TrainConfig, data: DataSplits) -> SlimmableNet:
-    entry = models.entry(config.model)
+def build_net(config: TrainConfig, data: Any) -> SlimmableNet:
+    """The slimmable net a config names: a zoo model or ``package.module:factory``."""
     c, h, w = data.input_shape
-    model = models.create(
-        config.model, num_classes=data.num_classes, in_channels=c, **config.model_kwargs
-    )
+    try:
+        model, ignored = resolve_model(
+            config.model,
+            num_classes=data.num_classes,
+            in_channels=c,
+            kwargs=config.model_kwargs,
+        )
+    except ModelSpecError as err:
+        raise RunError(str(err)) from None
     return slim(
         model,
         torch.zeros(1, c, h, w),
-        ignored=entry.ignored,
+        ignored=ignored,
         round_to=config.round_to,
         min_multiplier=config.min_multiplier,
     )
@@ -122,9 +135,28 @@ class Trainer:
         config: the run's configuration (``config.out`` is the run directory).
         resume: continue the run in ``config.out`` from its checkpoint.
         progress: show tqdm progress bars.
+        data: the data to train on instead of the one ``config`` names (``pareco.fit`` passes
+            a user's loaders here).
+        net: the slimmable net instead of the one ``config`` names.
+        optimizer: ``params -> Optimizer`` instead of the paper's SGD.
+        scheduler: ``optimizer -> scheduler`` stepped after every step, instead of the warm-up
+            and decay of ``config``.
+        loss_fn: ``(logits, targets) -> loss`` of the largest network instead of cross-entropy
+            with ``config.label_smoothing``.
     """
 
-    def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        data: Any = None,
+        net: SlimmableNet | None = None,
+        optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
+        scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    ) -> None:
         self.config = config
         self.run_dir = Path(config.out)
         self.progress = progress
@@ -147,8 +179,8 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         _seed_everything(config.seed)
 
-        self.data = build_data(config)
-        self.net = build_net(config, self.data).to(self.device)
+        self.data = data if data is not None else build_data(config)
+        self.net = (net if net is not None else build_net(config, self.data)).to(self.device)
         torch.manual_seed(config.seed + self.rank)  # same initial weights, per-rank dropout
         self.cuda = self.device.type == "cuda"
         self.channels_last = self.cuda and config.channels_last
@@ -170,11 +202,19 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * config.epochs
         self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
         self.distill_warmup_steps = round(config.distill_warmup_epochs * self.steps_per_epoch)
-        self.optimizer = sgd(self.net, config.learning_rate, config.momentum, config.weight_decay)
-        self.scheduler = warmup_decay(
-            self.optimizer, self.total_steps, self.warmup_steps, config.schedule
-        )
-        self.loss_fn = label_loss(config.label_smoothing)
+        if optimizer is not None:
+            self.optimizer = optimizer(self.net.parameters())
+        else:
+            self.optimizer = sgd(
+                self.net, config.learning_rate, config.momentum, config.weight_decay
+            )
+        if scheduler is not None:
+            self.scheduler = scheduler(self.optimizer)
+        else:
+            self.scheduler = warmup_decay(
+                self.optimizer, self.total_steps, self.warmup_steps, config.schedule
+            )
+        self.loss_fn = loss_fn or label_loss(config.label_smoothing)
         self.num_proposals = config.num_proposals or default_num_proposals(self.total_steps)
         self.warmup_proposals = config.warmup_proposals or default_warmup(self.num_proposals)
         self.tau = config.tau or max(

@@ -277,6 +277,7 @@ class StreamLoader:
         self.epoch = 0
         self.position = 0
         self._plan = _BatchPlan()
+        self.last_index = torch.zeros(0, dtype=torch.int64)
         self._loader: DataLoader | None = None
 
     @property
@@ -329,10 +330,11 @@ class StreamLoader:
         for k in range(len(batches)):
             if k in empty:
                 x = torch.zeros(0, dtype=torch.uint8)
-                y = torch.zeros(0, dtype=torch.int64)
+                y = idx = torch.zeros(0, dtype=torch.int64)
             else:
                 x, y, idx = next(it)
                 _raise_unreadable(self.dataset, y, idx)
+            self.last_index = idx  # which samples this batch holds (audits, shard checks)
             self.position += 1  # counted before the caller sees it, as BatchLoader does
             yield self._finish(x, y)
         self.epoch, self.position = epoch + 1, 0
