@@ -198,9 +198,11 @@ class FolderDataset(Dataset):
                     out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
                 array = np.asarray(out, dtype=np.uint8)
         except (OSError, ValueError, SyntaxError) as exc:  # PIL: truncated or corrupt files
+            path = self.index.path(i)
+            why = str(exc).replace(f"'{path}'", "it").replace(str(path), "it").strip()
             raise DatasetError(
-                f"cannot decode image {self.index.path(i)} ({exc}): it is not a readable "
-                "JPEG/PNG; remove or replace it (unreadable images are refused, not skipped)"
+                f"cannot decode image {path} ({why or type(exc).__name__}): remove or replace "
+                "it (unreadable images are refused, not skipped), then resume"
             ) from None
         array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(array))
@@ -231,10 +233,11 @@ def _raise_unreadable(dataset: FolderDataset, y: Tensor, idx: Tensor) -> None:
     if bad.numel():
         path = dataset.index.path(int(bad[0]))
         more = f" (and {bad.numel() - 1} more in this batch)" if bad.numel() > 1 else ""
-        raise DatasetError(
-            f"cannot decode image {path}{more}: it is not a readable JPEG/PNG; remove or replace "
-            "it (unreadable images are refused, not skipped), then resume"
-        )
+        try:
+            dataset.decode(int(bad[0]))
+        except DatasetError as err:
+            raise DatasetError(f"{err}{more}") from None
+        raise DatasetError(f"cannot decode image {path}{more}: remove or replace it, then resume")
 
 
 class StreamLoader:
