@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import pareco
 from pareco.checkpoint import load_checkpoint
+from pareco.config import ConfigError
 from pareco.data import DatasetError
 from pareco.front import build_front, export_for_budget, write_front
 from pareco.samplers import make_sampler
@@ -171,3 +172,9 @@ def test_carving_needs_a_map_style_dataloader(tmp_path):
     batches = [tuple(t) for t in zip(*(d.split(32) for d in dataset()[:]))]
     with pytest.raises(DatasetError, match="pass val= and calib="):
         pareco.fit(UserNet(), batches, out=tmp_path / "r", **FAST)
+
+
+def test_an_unknown_fit_option_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) learning_rate") as err:
+        pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", learning_rate=0.1)
+    assert "\n" not in str(err.value)

@@ -21,10 +21,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from pareco.config import ConfigError
     from pareco.data import DatasetError
     from pareco.export import ExportError
+    from pareco.model_path import ModelSpecError
     from pareco.slim import SlimError
     from pareco.train import RunError
 
-    return (UserError, ConfigError, DatasetError, CheckpointError, RunError, SlimError, ExportError)
+    return (UserError, ConfigError, DatasetError, CheckpointError, RunError, SlimError, ExportError,
+            ModelSpecError)  # fmt: skip
 
 
 def parse_size(text: str) -> tuple[int, int, int]:

@@ -10,6 +10,7 @@ names.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,11 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pareco.config import DATASETS, TrainConfig
+from pareco.build import build_net
+from pareco.config import DATASETS, ConfigError, TrainConfig
 from pareco.data.loaders import LoaderData, as_pair
 from pareco.run import Run, load_run, register_run_sources
 from pareco.slim import SlimmableNet, slim
-from pareco.trainer import RunError, Trainer, build_net
+from pareco.trainer import RunError, Trainer
 
 
 def fit(
@@ -83,6 +85,13 @@ def fit(
         raise RunError(
             f"pareco.fit needs an nn.Module (or a model name), got {type(model).__name__}"
         )
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "data", "out"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"pareco.fit got unknown option(s) {', '.join(unknown)}; options are TrainConfig "
+            f"fields: {', '.join(sorted(known))}"
+        )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     seed = int(options.get("seed", 0))
     if hasattr(train, "train_loader") and hasattr(train, "full_batch"):  # pareco's own data
@@ -103,7 +112,8 @@ def fit(
             calib_size=int(options.get("calib_size", 500)),
             seed=seed, steps_per_epoch=steps_per_epoch,
         )  # fmt: skip
-        batch_size = data.batch_size * world
+        batch_size = data.batch_size * world  # the loader's batch, over all ranks
+        options.pop("batch_size", None)
     name = model if isinstance(model, str) else f"python:{type(model).__qualname__}"
     config = TrainConfig(
         model=name, data=data.name if data.name in DATASETS else "loaders", method=method,

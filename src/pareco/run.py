@@ -13,11 +13,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pareco.build import build_data, build_net
 from pareco.checkpoint import CheckpointError, load_checkpoint
 from pareco.config import TrainConfig
 from pareco.recalibrate import recalibration_batches
 from pareco.slim import SlimmableNet
-from pareco.trainer import RunError, build_data, build_net
+from pareco.trainer import RunError
 
 
 @dataclass

@@ -22,13 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from pareco import distributed
+from pareco.build import build_data, build_net
 from pareco.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from pareco.config import TrainConfig, write_config
-from pareco.data import DatasetError, DataSplits, SyntheticSpec, load_dataset
-from pareco.data.streamed import StreamedFolder, load_streamed_folder
 from pareco.evaluate import evaluate, score_widths
 from pareco.metrics import MetricsWriter
-from pareco.model_path import ModelSpecError, resolve_model
 from pareco.recalibrate import recalibration_batches
 from pareco.samplers import (
     ParecoSampler,
@@ -39,7 +37,7 @@ from pareco.samplers import (
 )
 from pareco.sandwich import label_loss, loss_names, sandwich_backward
 from pareco.schedule import sgd, warmup_decay
-from pareco.slim import SlimmableNet, slim
+from pareco.slim import SlimmableNet
 
 
 class RunError(RuntimeError):
@@ -60,64 +58,6 @@ def resolve_device(name: str) -> torch.device:
             f"--device {name} was asked for, but torch sees no CUDA device; use --device cpu"
         )
     return device
-
-
-def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
-    """The data a config names: in memory, or streamed from an image folder (``stream``)."""
-    if config.data == "loaders":
-        raise RunError(
-            "data 'loaders' is a run trained by pareco.fit on Python DataLoaders: pass the "
-            "loaders to pareco.fit (resume=True) rather than naming them in a config"
-        )
-    if config.stream:
-        if config.data_dir is None:
-            raise DatasetError(
-                "the streamed folder dataset needs --data-dir DIR holding train/<class>/* "
-                "and val/<class>/*"
-            )
-        return load_streamed_folder(
-            config.data_dir,
-            size=config.image_size or 224,
-            seed=config.seed,
-            val_size=config.val_size,
-            calib_size=config.calib_size,
-            train_subset=config.train_subset,
-            workers=config.workers,
-        )
-    synthetic = SyntheticSpec(
-        **{k: tuple(v) if k == "shape" else v for k, v in config.synthetic.items()}
-    )
-    return load_dataset(
-        config.data,
-        config.data_dir,
-        seed=config.seed,
-        val_size=config.val_size,
-        calib_size=config.calib_size,
-        train_subset=config.train_subset,
-        image_size=config.image_size,
-        synthetic=synthetic if config.data == "synthetic" else None,
-    )
-
-
-def build_net(config: TrainConfig, data: Any) -> SlimmableNet:
-    """The slimmable net a config names: a zoo model or ``package.module:factory``."""
-    c, h, w = data.input_shape
-    try:
-        model, ignored = resolve_model(
-            config.model,
-            num_classes=data.num_classes,
-            in_channels=c,
-            kwargs=config.model_kwargs,
-        )
-    except ModelSpecError as err:
-        raise RunError(str(err)) from None
-    return slim(
-        model,
-        torch.zeros(1, c, h, w),
-        ignored=ignored,
-        round_to=config.round_to,
-        min_multiplier=config.min_multiplier,
-    )
 
 
 @dataclass
