@@ -11,14 +11,13 @@ On generated JPEG folders (``pareco.data.generated.write_image_folder``), side b
 Torch runs single-threaded (the machine is shared); every figure is measured in this run.
 
     python benchmarks/folder_throughput.py [--batches 12] [--step-batches 4] [--batch-size 32]
-                                           [--skip-memory]
+                                           [--skip-memory | --only-memory]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -75,22 +74,33 @@ def step_share(
     return wait / (wait + compute), n / (wait + compute)
 
 
+def high_water_mib(pid: int | str = "self") -> float:
+    """Peak resident memory of a process (``VmHWM``, Linux), MiB. Unlike ``ru_maxrss`` it
+    starts afresh at ``exec``, so a child does not report the peak of the process that forked it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def memory_child(root: str, mode: str) -> None:
     """Run in a fresh process: index ``root`` and stream one epoch (or load it into memory)."""
     torch.set_num_threads(1)
     start = time.perf_counter()
+    workers_mib = 0.0
     if mode == "stream":
         data = load_streamed_folder(root, size=64, val_size=0, calib_size=1, workers=2)
-        images = sum(x.shape[0] for x, _ in data.train_loader(64, seed=0))
+        loader = data.train_loader(64, seed=0)
+        images = sum(x.shape[0] for x, _ in loader)
+        pids = [w.pid for w in loader._dataloader()._iterator._workers]  # persistent workers
+        workers_mib = max(high_water_mib(pid) for pid in pids)
     else:
         from pareco.data import load_image_folder
 
         data = load_image_folder(root)
         images = int(data.train_x.shape[0])
-    self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    child_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"images": images, "main_mib": self_kib / 1024,
-                      "worker_mib": child_kib / 1024, "seconds": time.perf_counter() - start}))  # fmt: skip
+    print(json.dumps({"images": images, "main_mib": high_water_mib(), "worker_mib": workers_mib,
+                      "seconds": time.perf_counter() - start}))  # fmt: skip
 
 
 def peak_memory(root: Path, mode: str) -> dict[str, float]:
@@ -107,6 +117,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--step-batches", type=int, default=4, help="timed training steps")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--only-memory", action="store_true")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -119,7 +130,7 @@ def main() -> None:
               f"{args.batches} timed loader batches and {args.step_batches} timed steps per row "
               "(shared 2-core machine)")  # fmt: skip
         print("\nsize     workers  loader img/s  loop img/s  data share of a step")
-        for size in (64, 224):
+        for size in () if args.only_memory else (64, 224):
             root = write_image_folder(Path(tmp) / f"f{size}", classes=4,
                                       train_per_class=-(-need // 4), test_per_class=1,
                                       size=(size + size // 8, size))  # fmt: skip
@@ -130,7 +141,8 @@ def main() -> None:
                       f"{100 * share:19.1f}%")  # fmt: skip
         if args.skip_memory:
             return
-        print("\nimages  streamed: main MiB  largest worker MiB    in memory: MiB")
+        print("\npeak RSS (VmHWM; a worker's count includes pages it shares with the main process)")
+        print("images  streamed: main MiB  largest worker MiB    in memory: MiB")
         for count in (2000, 20000):
             root = write_image_folder(Path(tmp) / f"m{count}", classes=10,
                                       train_per_class=count // 10, test_per_class=1,
