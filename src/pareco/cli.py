@@ -21,10 +21,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from pareco.config import ConfigError
     from pareco.data import DatasetError
     from pareco.export import ExportError
+    from pareco.model_path import ModelSpecError
     from pareco.slim import SlimError
     from pareco.train import RunError
 
-    return (UserError, ConfigError, DatasetError, CheckpointError, RunError, SlimError, ExportError)
+    return (UserError, ConfigError, DatasetError, CheckpointError, RunError, SlimError, ExportError,
+            ModelSpecError)  # fmt: skip
 
 
 def parse_size(text: str) -> tuple[int, int, int]:
@@ -80,7 +82,8 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML or JSON file of TrainConfig keys")
     p.add_argument("--out", default=S, help="run directory (default runs/default)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--model", default=S, choices=models.names())
+    p.add_argument("--model", default=S,
+                   help="a zoo name (pareco models) or package.module:factory")  # fmt: skip
     p.add_argument("--data", default=S, choices=DATASETS)
     p.add_argument("--data-dir", default=S, help="dataset directory")
     p.add_argument("--method", default=S, choices=METHODS)

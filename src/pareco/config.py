@@ -14,7 +14,7 @@ from typing import Any
 
 METHODS = ("slim", "twostage", "pareco")
 COSTS = ("flops", "memory")
-DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "synthetic")
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "synthetic", "loaders")
 
 
 class ConfigError(ValueError):
@@ -37,6 +37,8 @@ class TrainConfig:
     synthetic: dict[str, Any] = field(
         default_factory=dict
     )  # SyntheticSpec fields for data=synthetic
+    stream: bool = False  # data=folder: decode per sample in DataLoader workers (large folders)
+    workers: int = 2  # DataLoader worker processes for streamed folders
     # method
     method: str = "pareco"
     cost: str = "flops"
@@ -125,6 +127,11 @@ class TrainConfig:
             f"warmup_proposals must be >= 1, got {self.warmup_proposals}",
         )
         need(self.distill_warmup_epochs >= 0, "distill_warmup_epochs must be >= 0")
+        need(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
+        need(
+            not self.stream or self.data == "folder",
+            f"stream applies to data=folder only, got data={self.data!r}",
+        )
         need(self.recal_batches >= 1, f"recal_batches must be >= 1, got {self.recal_batches}")
         need(self.calib_size >= 1, f"calib_size must be >= 1, got {self.calib_size}")
         need(
