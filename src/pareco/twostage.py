@@ -62,6 +62,7 @@ def run_search(
     idx = torch.randperm(len(train), generator=g)[: 2 * cfg.batch_size]
     x = run.data.normalize(train.x[idx].to(device))
     batches = list(zip(x.split(cfg.batch_size), train.y[idx].to(device).split(cfg.batch_size)))
+    classes = getattr(run.data, "num_classes", None)
     search = ParecoSearch(
         lambda a: run.net.cost_ratio(a, cfg.cost),
         SearchConfig(
@@ -71,7 +72,7 @@ def run_search(
             warmup=cfg.warmup_proposals or default_warmup(proposals),
             beta=cfg.beta,
             loss_bound=cfg.loss_bound,  # type: ignore[arg-type]
-            high_loss=chance_loss(run.data.num_classes),
+            high_loss=chance_loss(classes) if classes else None,
             target_mode=cfg.target,
             seed=cfg.seed,
         ),
