@@ -13,6 +13,7 @@ from pareco.config import ConfigError
 from pareco.data import DatasetError
 from pareco.front import build_front, export_for_budget, write_front
 from pareco.samplers import make_sampler
+from pareco.trainer import RunError
 
 
 class UserNet(nn.Module):
@@ -192,3 +193,11 @@ def test_a_loader_run_in_a_fresh_process_needs_its_sources(tmp_path):
     pareco.run.register_run_sources(run.run_dir, *sources)
     again = pareco.load_run(run.run_dir)
     assert all(torch.equal(v, again.net.state_dict()[k]) for k, v in run.net.state_dict().items())
+
+
+def test_fit_never_overwrites_a_run(tmp_path):
+    pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", method="slim", epochs=1, **FAST)
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunError, match="pass resume=True"):
+        pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", method="slim", epochs=1, **FAST)
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
