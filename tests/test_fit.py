@@ -183,7 +183,6 @@ def test_an_unknown_fit_option_is_one_line(tmp_path):
 
 def test_a_loader_run_in_a_fresh_process_needs_its_sources(tmp_path):
     from pareco.run import _SOURCES
-    from pareco.trainer import RunError
 
     run = pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", method="slim", epochs=1, **FAST)
     sources = _SOURCES.pop(run.run_dir.resolve())  # as if in another process
