@@ -13,6 +13,7 @@ from pareco.config import ConfigError
 from pareco.data import DatasetError
 from pareco.front import build_front, export_for_budget, write_front
 from pareco.samplers import make_sampler
+from pareco.trainer import RunError
 
 
 class UserNet(nn.Module):
@@ -178,3 +179,24 @@ def test_an_unknown_fit_option_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown option\(s\) learning_rate") as err:
         pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", learning_rate=0.1)
     assert "\n" not in str(err.value)
+
+
+def test_a_loader_run_in_a_fresh_process_needs_its_sources(tmp_path):
+    from pareco.run import _SOURCES
+
+    run = pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", method="slim", epochs=1, **FAST)
+    sources = _SOURCES.pop(run.run_dir.resolve())  # as if in another process
+    with pytest.raises(RunError, match="register_run_sources") as err:
+        pareco.load_run(run.run_dir)
+    assert "\n" not in str(err.value)
+    pareco.run.register_run_sources(run.run_dir, *sources)
+    again = pareco.load_run(run.run_dir)
+    assert all(torch.equal(v, again.net.state_dict()[k]) for k, v in run.net.state_dict().items())
+
+
+def test_fit_never_overwrites_a_run(tmp_path):
+    pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", method="slim", epochs=1, **FAST)
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunError, match="pass resume=True"):
+        pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", method="slim", epochs=1, **FAST)
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before

@@ -141,3 +141,35 @@ def test_two_ranks_train_on_disjoint_shards_of_a_folder(tmp_path, folder):
         assert len(a) == len(b) == 8 and set(a.tolist()).isdisjoint(b.tolist())
     everything = torch.cat([torch.cat(s) for s in seen])
     assert len(set(everything.tolist())) == len(everything)  # no sample twice in the epoch
+
+
+def test_a_streamed_run_resumes_mid_epoch_exactly(tmp_path, folder):
+    from pareco.checkpoint import load_checkpoint
+    from pareco.config import TrainConfig
+    from pareco.train import Trainer
+
+    def config(out: str) -> TrainConfig:
+        return TrainConfig(
+            model="smallnet", model_kwargs={"width": 4}, data="folder", stream=True,
+            data_dir=str(folder), image_size=16, workers=2, val_size=9, calib_size=6,
+            batch_size=8, epochs=2, method="slim", recal_batches=2, eval_widths=[1.0],
+            threads=1, checkpoint_every=3, out=str(tmp_path / out),
+        )  # fmt: skip
+
+    Trainer(config("full"), progress=False).fit()
+    cut = Trainer(config("cut"), progress=False)
+    step = cut.sandwich_step
+
+    def crash(x, y, widths):
+        if cut.step == 13:  # epoch 2 of 9-step epochs, after the checkpoint at step 12
+            raise KeyboardInterrupt
+        return step(x, y, widths)
+
+    cut.sandwich_step = crash
+    with pytest.raises(KeyboardInterrupt):
+        cut.fit()
+    state = load_checkpoint(tmp_path / "cut")
+    assert state["step"] == 12 and 0 < state["loader"]["position"] < 9
+    Trainer(config("cut"), resume=True, progress=False).fit()
+    a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "cut")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 
 from pareco.evaluate import evaluate
-from pareco.front import select_front, uniform_sweep
 from pareco.samplers import ParecoSampler, Sampler
 from pareco.slim import SlimmableNet
 
@@ -32,6 +31,8 @@ def candidate_widths(
 ) -> Tensor:
     """Widths worth evaluating, ``n x dim``: the smallest and largest network, a sweep of
     ``sweep`` uniform widths spread in cost, and every width a PareCO sampler has proposed."""
+    from pareco.front import uniform_sweep  # imports the search (BoTorch): only when used
+
     rows = [
         net.space.smallest()[None],
         net.space.largest()[None],
@@ -63,6 +64,8 @@ def extract_front(
             before it is scored.
         cost: ``flops``, ``memory`` or ``params``.
     """
+    from pareco.front import select_front
+
     accuracy = torch.tensor(
         [evaluate(net, a, val(), recalibration=recalibration).accuracy for a in candidates],
         dtype=torch.float64,

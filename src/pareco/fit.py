@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from pareco.build import build_net
+from pareco.checkpoint import CHECKPOINT
 from pareco.config import DATASETS, ConfigError, TrainConfig
 from pareco.data.loaders import LoaderData, as_pair
 from pareco.run import Run, load_run, register_run_sources
@@ -91,6 +92,13 @@ def fit(
         raise ConfigError(
             f"pareco.fit got unknown option(s) {', '.join(unknown)}; options are TrainConfig "
             f"fields: {', '.join(sorted(known))}"
+        )
+    has_run = (Path(out) / CHECKPOINT).exists()
+    if has_run != resume:
+        raise RunError(
+            f"{out} already holds a run: pass resume=True to continue it, or choose another out"
+            if has_run
+            else f"resume=True: {out} holds no {CHECKPOINT}; start the run without resume"
         )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     seed = int(options.get("seed", 0))

@@ -1,5 +1,7 @@
 """Data sources, one module each: IDX (``idx``), CIFAR (``cifar``), small image folders
-(``folder``), generated data (``generated``), all held in memory (``memory``, ``loader``).
+(``folder``), generated data (``generated``), all held in memory (``memory``, ``loader``); large
+image folders streamed through DataLoader workers (``stream``, ``streamed``); a user's own
+DataLoaders (``loaders``, what ``pareco.fit`` uses).
 
 Why in memory: the small sets (Fashion-MNIST, MNIST, CIFAR, small folders) fit, and on a 2-core
 CPU a worker-based ``DataLoader`` would steal the cores the training step needs. So every image

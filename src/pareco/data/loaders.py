@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import random
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset, Subset
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Subset
 
 from pareco.data.base import DatasetError, derive_seed
 
@@ -217,6 +218,14 @@ class LoaderData:
         **_: Any,
     ) -> ResumableLoader:
         """The training loader, resumable; under torchrun give it a ``DistributedSampler``."""
+        sampler = getattr(self.train_source, "sampler", None)
+        if shard is not None and shard[1] > 1 and not isinstance(sampler, DistributedSampler):
+            warnings.warn(
+                "under torchrun every rank reads the whole training loader: give it a "
+                "DistributedSampler so that each rank reads its own shard",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return ResumableLoader(
             self.train_source, seed=seed, device=device, steps_per_epoch=self.steps_per_epoch
         )
