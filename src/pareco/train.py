@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pareco import distributed, models
-from pareco.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
+from pareco import distributed, models, rundir
+from pareco.checkpoint import CheckpointError, has_checkpoint, load_checkpoint, save_checkpoint
 from pareco.config import TrainConfig, write_config
 from pareco.data import DataSplits, SyntheticSpec, load_dataset
 from pareco.evaluate import evaluate, score_widths
@@ -130,20 +130,18 @@ class Trainer:
         progress: show tqdm progress bars.
     """
 
-    def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        resume: bool = False,
+        restart: bool = False,
+        progress: bool = True,
+    ) -> None:
         self.config = config
         self.run_dir = Path(config.out)
         self.progress = progress
-        has_checkpoint = (self.run_dir / CHECKPOINT).exists()
-        if resume and not has_checkpoint:
-            raise RunError(
-                f"--resume: {self.run_dir} holds no {CHECKPOINT}; start the run without --resume"
-            )
-        if not resume and has_checkpoint:
-            raise RunError(
-                f"{self.run_dir} already holds a run: pass --resume to continue it, "
-                "or choose another --out"
-            )
+        self.lock = rundir.claim(self.run_dir, resume=resume, restart=restart)
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device)
@@ -167,6 +165,11 @@ class Trainer:
             raise RunError(
                 f"--batch-size {config.batch_size} (the global batch) must divide by the "
                 f"{self.world} processes"
+            )
+        if config.batch_size > len(self.data.train):
+            raise RunError(
+                f"--batch-size {config.batch_size} is larger than the {len(self.data.train)} "
+                "training images: choose a smaller batch"
             )
         shard = (self.rank, self.world) if self.dist.enabled else None
         self.loader = self.data.train_loader(
@@ -220,6 +223,11 @@ class Trainer:
             write_config(config, self.run_dir / "config.json")
             (self.run_dir / "history.jsonl").unlink(missing_ok=True)
         self.metrics = MetricsWriter(self.run_dir, enabled=self.is_main)
+
+    def close(self) -> None:
+        """Let another process write the run directory (the lock also goes when this one ends)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def describe(self) -> str:
         cfg, space = self.config, self.net.space
@@ -320,7 +328,16 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train to the end (or from where the checkpoint left off), then evaluate."""
+        """Train to the end (or from where the checkpoint left off), then evaluate.
+
+        The run directory's lock is released when this returns or raises.
+        """
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> dict[str, Any]:
         cfg = self.config
         self.net.train()
         last_log = time.perf_counter()
@@ -503,9 +520,16 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Run:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise RunError(f"{run_dir} is not a pareco run directory (no config.json)")
-    config = TrainConfig.from_dict(read_config_file(run_dir / "config.json"))
+    values = read_config_file(run_dir / "config.json")
+    values["out"] = str(run_dir)  # relocatable: the folder is where the run is now
+    config = TrainConfig.from_dict(values)
+    if not has_checkpoint(run_dir):
+        raise RunError(
+            f"{run_dir} holds no checkpoint: its training never saved one; train it first "
+            f"(pareco train --restart --out {run_dir} ...)"
+        )
     try:
-        state = load_checkpoint(run_dir, map_location=device)
+        state = load_checkpoint(run_dir, map_location=device, repair=False)
     except CheckpointError as err:
         raise RunError(str(err)) from None
     data = build_data(config)
