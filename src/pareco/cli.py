@@ -312,11 +312,17 @@ def cmd_export(args: argparse.Namespace) -> None:
     )
 
 
+def compare_out(args: argparse.Namespace) -> Path:
+    """``--out`` of ``compare``; by default ``FIRST_RUNDIR/compare``, never the working
+    directory (where a second comparison would silently replace the first)."""
+    return Path(args.out) if args.out is not None else Path(args.rundirs[0]) / "compare"
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     from pareco import front
 
     device = _device(args.device)
-    out = args.out if args.out is not None else str(Path(args.rundirs[0]) / "compare")
+    out = compare_out(args)
     result = front.compare_runs(
         args.rundirs, out, cost=args.cost, device=device, progress=not args.no_progress
     )

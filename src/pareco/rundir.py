@@ -39,7 +39,7 @@ RUN_FILES = (
     "tb",
 )
 #: Files of a finished run's later steps (``pareco front`` and ``pareco export``).
-RESULT_FILES = ("front.json", "front.csv", "front.png", "widths.png", "export")
+RESULT_FILES = ("front.json", "front.csv", "front.png", "widths.png", "export", "compare")
 REPLACED = "replaced-"
 
 
