@@ -42,6 +42,8 @@ class TrainConfig:
     synthetic: dict[str, Any] = field(
         default_factory=dict
     )  # SyntheticSpec fields for data=synthetic
+    stream: bool = False  # data=folder: decode per sample in DataLoader workers (large folders)
+    workers: int = 2  # DataLoader worker processes for streamed folders
     # method
     method: str = "pareco"
     cost: str = "flops"
@@ -126,6 +128,11 @@ class TrainConfig:
             f"warmup_proposals must be >= 1, got {self.warmup_proposals}",
         )
         need(self.distill_warmup_epochs >= 0, "distill_warmup_epochs must be >= 0")
+        need(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
+        need(
+            not self.stream or self.data == "folder",
+            f"stream applies to data=folder only, got data={self.data!r}",
+        )
         need(self.recal_batches >= 1, f"recal_batches must be >= 1, got {self.recal_batches}")
         need(self.calib_size >= 1, f"calib_size must be >= 1, got {self.calib_size}")
         need(
@@ -208,6 +215,8 @@ HELP: dict[str, str] = {
     "calib_size": "calibration images carved from the training set: the search scores on them",
     "synthetic": "generated data (data=synthetic), as KEY=VALUE: num_train, num_test, "
     "num_classes, shape, noise, seed",
+    "stream": "data=folder: decode images per sample in DataLoader workers (large folders)",
+    "workers": "DataLoader worker processes for streamed folders",
     "method": "pareco (per-group widths searched while training), slim (uniform widths) or "
     "twostage (random per-group widths, searched after training)",
     "cost": "cost objective of the search",

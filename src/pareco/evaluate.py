@@ -1,8 +1,7 @@
-"""BatchNorm recalibration and evaluation of sub-networks.
+"""Evaluation of sub-networks: accuracy on a split, and the search's loss of a width.
 
-All widths share one set of BN running statistics, which fit none of them well. So a sub-network
-is only ever evaluated after its statistics are recomputed: reset, then a cumulative average over
-a few training batches in train mode (as US-Nets and PareCO do).
+A sub-network is only ever evaluated after its BatchNorm statistics are recomputed
+(:mod:`pareco.recalibrate`); evaluating without it warns.
 """
 
 from __future__ import annotations
@@ -16,50 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pareco.distributed import DistContext, all_reduce_sum, average_bn_statistics
+from pareco.recalibrate import bn_layers, recalibrate_bn
 from pareco.slim import SlimmableNet
 
-
-def _bn_layers(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-@torch.no_grad()
-def recalibrate_bn(
-    net: SlimmableNet, alpha: Tensor | Sequence[float] | None, batches: Iterable
-) -> int:
-    """Recompute BN running statistics of the sub-network ``alpha`` from ``batches``.
-
-    Args:
-        net: the slimmable network (its widths are restored afterwards).
-        alpha: ``dim`` widths (None: the active ones).
-        batches: tensors ``B x C x H x W`` or ``(x, y)`` pairs, e.g. a few training batches.
-
-    Returns:
-        The number of batches used.
-    """
-    layers = _bn_layers(net)
-    saved = [(m.momentum, m.training) for m in layers]
-    was_training = net.training
-    alpha = net.alpha if alpha is None else alpha
-    n = 0
-    with net.widths(alpha):
-        for m in layers:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative moving average over the batches
-        net.train()
-        try:
-            for batch in batches:
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                net(x)
-                n += 1
-        finally:
-            for m, (momentum, training) in zip(layers, saved):
-                m.momentum = momentum
-                m.train(training)
-            net.train(was_training)
-    if n == 0:
-        raise ValueError("recalibrate_bn got no batches")
-    return n
+__all__ = ["EvalResult", "evaluate", "recalibrate_bn", "score_widths"]
 
 
 @dataclass
@@ -126,7 +85,7 @@ def score_widths(
     as they were.
     """
     forward = forward or (lambda m, x: m(x))
-    bn = _bn_layers(net)
+    bn = bn_layers(net)
     saved = [
         (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bn
     ]
