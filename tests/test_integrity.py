@@ -345,6 +345,18 @@ def test_checkpoints_by_time_as_well_as_by_steps(tmp_path):
     assert saved[: trainer.total_steps - 1] == list(range(1, trainer.total_steps))
 
 
+def test_export_into_an_unwritable_place_is_one_line(tmp_path, reference, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "export"  # under a file: unwritable even for root
+    rc, err = _main(capsys, "export", str(run), "--budget", "1", "--out", str(target))
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith(f"pareco export: error: cannot write the export to {target} (")
+    assert err[0].endswith("): choose a writable --out")
+    assert _same_weights(run, reference)
+
+
 def test_front_on_a_folder_without_checkpoint(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

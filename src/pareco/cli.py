@@ -297,10 +297,16 @@ def cmd_export(args: argparse.Namespace) -> None:
             f"{args.budget}; 1 exports the full network"
         )
     device = _device(args.device)
-    result = front.export_for_budget(
-        args.rundir, budget, args.cost, args.format, out=args.out,
-        device=device, progress=not args.no_progress,
-    )  # fmt: skip
+    try:
+        result = front.export_for_budget(
+            args.rundir, budget, args.cost, args.format, out=args.out,
+            device=device, progress=not args.no_progress,
+        )  # fmt: skip
+    except OSError as err:  # a read-only or impossible --out: say where, not a staging file
+        where = args.out or f"{args.rundir}/export"
+        raise UserError(
+            f"cannot write the export to {where} ({err.strerror or err}): choose a writable --out"
+        ) from None
     p, cost = result.point, front.check_cost(args.cost)
     checks = ", ".join(f"{k} {100 * c.accuracy:.2f}%" for k, c in result.checks.items())
     print(
