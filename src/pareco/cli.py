@@ -179,6 +179,8 @@ def resolve_train_config(args: argparse.Namespace):
 
     from pareco.config import ConfigError, TrainConfig, coerce, read_config_file
 
+    if getattr(args, "resume", False) and getattr(args, "restart", False):
+        raise UserError("--resume and --restart exclude each other: choose one")
     skip = {"config", "resume", "restart", "no_progress", "func", "command"}
     hints = typing.get_type_hints(TrainConfig)
     flags = {}
@@ -201,10 +203,11 @@ def resolve_train_config(args: argparse.Namespace):
     saved = read_config_file(saved_path)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     asked = {k: coerce(k, v, hints[k]) for k, v in values.items() if k in known}
+    defaults = TrainConfig().to_dict()  # a key the run's config.json predates has its default
     clash = {
-        k: (saved.get(k), v)
+        k: (saved.get(k, defaults[k]), v)
         for k, v in asked.items()
-        if k in saved and k not in RESUME_MAY_CHANGE and saved[k] != v
+        if k not in RESUME_MAY_CHANGE and saved.get(k, defaults[k]) != v
     }
     if clash:
         detail = ", ".join(f"{k}: run has {a!r}, asked {b!r}" for k, (a, b) in clash.items())
