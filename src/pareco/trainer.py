@@ -216,7 +216,11 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         lr_change = None
         if resume:
+            if not self.is_main:  # rank 0 first: it may repair the checkpoint files
+                distributed.barrier(self.dist)
             lr_change = self._restore()
+            if self.is_main:
+                distributed.barrier(self.dist)
             if self.is_main:  # the steps after the checkpoint are trained (and logged) again
                 rundir.truncate_metrics(self.run_dir, self.step)
         elif self.is_main:
@@ -409,6 +413,7 @@ class Trainer:
                 )
             self.save()
         self.finished = True
+        self.stop.restore()  # Ctrl-C during the final evaluation stops at once
         if isinstance(self.sampler, ParecoSampler) and self.is_main:
             self.sampler.flush()
         self.save()
@@ -480,7 +485,12 @@ class Trainer:
     def _restore(self) -> tuple[float, float] | None:
         """Load the checkpoint; returns (old, new) learning rate when ``config.lr`` changes it."""
         try:
-            state = load_checkpoint(self.run_dir, map_location=self.device, repair=self.is_main)
+            state = load_checkpoint(
+                self.run_dir,
+                map_location=self.device,
+                repair=self.is_main,
+                report=None if self.is_main else lambda line: None,  # rank 0 says it once
+            )
         except CheckpointError as err:
             raise RunError(str(err)) from None
         try:
