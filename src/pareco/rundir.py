@@ -118,18 +118,9 @@ def prepare(run_dir: str | Path, *, resume: bool, restart: bool = False) -> str 
         return None
     if not run_dir.is_dir():
         return None
-    entries = [p for p in run_dir.iterdir() if p.name != LOCK]
+    _refuse_foreign(run_dir)
     ours = set(RUN_FILES) | set(RESULT_FILES)
-    foreign = sorted(
-        p.name for p in entries if p.name not in ours and not p.name.startswith(REPLACED)
-    )
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise RunDirError(
-            f"--out {run_dir} holds files that are not a pareco run's ({shown}): "
-            "choose a new or empty directory"
-        )
-    old = [p for p in entries if p.name in ours]
+    old = [p for p in run_dir.iterdir() if p.name in ours]
     if not old:
         return None
     if has_checkpoint(run_dir) and not restart:
@@ -143,6 +134,20 @@ def prepare(run_dir: str | Path, *, resume: bool, restart: bool = False) -> str 
         os.replace(p, aside / p.name)
     why = "--restart" if restart else "the earlier attempt never saved a checkpoint"
     return f"pareco: {why}: moved its files into {aside}"
+
+
+def _refuse_foreign(run_dir: Path) -> None:
+    """A new run never writes into a folder of the user's own files."""
+    ours = set(RUN_FILES) | set(RESULT_FILES) | {LOCK}
+    foreign = sorted(
+        p.name for p in run_dir.iterdir() if p.name not in ours and not p.name.startswith(REPLACED)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise RunDirError(
+            f"--out {run_dir} holds files that are not a pareco run's ({shown}): "
+            "choose a new or empty directory"
+        )
 
 
 def claim(run_dir: str | Path, *, resume: bool, restart: bool = False) -> RunLock | None:
@@ -162,6 +167,8 @@ def claim(run_dir: str | Path, *, resume: bool, restart: bool = False) -> RunLoc
             f"--resume: {run_dir} holds no {CHECKPOINT} (no such folder); start the run "
             "without --resume"
         )
+    if not resume and run_dir.is_dir():
+        _refuse_foreign(run_dir)  # before the lock file is made: leave such a folder as it was
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run_dir)
     try:
