@@ -383,6 +383,17 @@ def test_lock_is_exclusive_and_released(tmp_path):
     RunLock(tmp_path).release()
 
 
+def test_a_run_that_cannot_start_leaves_the_folder_free(tmp_path):
+    from pareco.trainer import RunError
+
+    cfg = {**TINY, "out": str(tmp_path / "run")}
+    with pytest.raises(RunError, match="larger than the 288 training images") as failed:
+        Trainer(TrainConfig(**{**cfg, "batch_size": 100000}), progress=False)
+    # the failed Trainer is still referenced by the traceback; its lock must be gone anyway
+    assert failed.value is not None
+    Trainer(TrainConfig(**cfg), progress=False).close()
+
+
 def test_widths_plot_names_groups_and_shows_the_full_network():
     fig = plots.widths_figure(
         ["stem.0", "layers.0.conv1"], [16, 32],

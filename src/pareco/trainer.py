@@ -143,6 +143,14 @@ class Trainer:
         self.progress = progress
         self.lock = rundir.claim(self.run_dir, resume=resume, restart=restart)
         self.stop = rundir.StopSignals()
+        try:
+            self._setup(resume)
+        except BaseException:
+            self.close()  # a run that cannot start leaves the folder free
+            raise
+
+    def _setup(self, resume: bool) -> None:
+        config = self.config
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device)
