@@ -309,6 +309,15 @@ def test_fresh_start_sets_a_killed_attempt_aside(tmp_path, reference, capsys):
     assert _metric_steps(run) == _metric_steps(reference)
     assert len(list((run / "tb").iterdir())) == 1
     assert (run / "replaced-1" / "metrics.jsonl").read_text().startswith('{"step": 2')
+    (run / ".front.json.99.tmp").write_text("left by a crash")
+    rc, err = _main(capsys, "train", "--config", str(_config(tmp_path)), "--out", str(run),
+                    "--restart")  # fmt: skip
+    assert rc == 0, err
+    assert sorted(p.name for p in (run / "replaced-2").iterdir()) == [
+        ".front.json.99.tmp", "checkpoint.prev.pt", "checkpoint.pt", "config.json", "eval.json",
+        "metrics.jsonl", "tb",
+    ]  # fmt: skip
+    assert (run / "replaced-1" / "metrics.jsonl").is_file()  # the older attempt stays put
 
 
 def test_a_run_with_a_checkpoint_is_never_started_over(tmp_path, reference, capsys):

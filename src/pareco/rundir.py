@@ -119,8 +119,11 @@ def prepare(run_dir: str | Path, *, resume: bool, restart: bool = False) -> str 
     if not run_dir.is_dir():
         return None
     _refuse_foreign(run_dir)
-    ours = set(RUN_FILES) | set(RESULT_FILES)
-    old = [p for p in run_dir.iterdir() if p.name in ours]
+    old = [
+        p
+        for p in run_dir.iterdir()
+        if p.name != LOCK and not p.name.startswith(REPLACED) and _is_ours(p.name)
+    ]
     if not old:
         return None
     if has_checkpoint(run_dir) and not restart:
@@ -136,12 +139,20 @@ def prepare(run_dir: str | Path, *, resume: bool, restart: bool = False) -> str 
     return f"pareco: {why}: moved its files into {aside}"
 
 
+def _is_ours(name: str) -> bool:
+    """A file or folder pareco writes into a run directory, including the temporary files of
+    its atomic writes (``NAME.tmp``, ``.NAME.PID.tmp``) that a crash can leave behind."""
+    if name in RUN_FILES or name in RESULT_FILES or name == LOCK or name.startswith(REPLACED):
+        return True
+    if name.endswith((".tmp", ".copy")):
+        base = name.lstrip(".").split(".")[0]
+        return any(f.split(".")[0] == base for f in (*RUN_FILES, *RESULT_FILES))
+    return False
+
+
 def _refuse_foreign(run_dir: Path) -> None:
     """A new run never writes into a folder of the user's own files."""
-    ours = set(RUN_FILES) | set(RESULT_FILES) | {LOCK}
-    foreign = sorted(
-        p.name for p in run_dir.iterdir() if p.name not in ours and not p.name.startswith(REPLACED)
-    )
+    foreign = sorted(p.name for p in run_dir.iterdir() if not _is_ours(p.name))
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise RunDirError(
