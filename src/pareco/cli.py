@@ -202,7 +202,10 @@ def resolve_train_config(args: argparse.Namespace):
         raise UserError(f"--resume: {out} holds no config.json; is it a pareco run directory?")
     saved = read_config_file(saved_path)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    asked = {k: coerce(k, v, hints[k]) for k, v in values.items() if k in known}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}")
+    asked = {k: coerce(k, v, hints[k]) for k, v in values.items()}
     defaults = TrainConfig().to_dict()  # a key the run's config.json predates has its default
     clash = {
         k: (saved.get(k, defaults[k]), v)
