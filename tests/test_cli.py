@@ -80,7 +80,7 @@ def test_yaml_exponent_strings_are_numbers_and_types_name_the_key(tmp_path):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("model: foo\n", "model must be one of"),
+        ("model: foo\n", "unknown model 'foo': give a zoo name"),
         ("val_size: -5\n", "val_size must be >= 1, got -5"),
         ("model: smallnet\nmodel_kwargs: {widht: 8}\n", "smallnet takes no argument widht"),
         ("model: resnet20\nmodel_kwargs: {depth: 8}\n", "model_kwargs do not fit resnet20"),

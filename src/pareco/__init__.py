@@ -11,9 +11,37 @@ Quick start::
 """
 
 from pareco import models
+from pareco.evaluate import evaluate, score_widths
+
+# The training API: the whole run (fit), and the parts a hand-written loop takes alone.
+from pareco.extract import FrontPoint, candidate_widths, extract_front
+from pareco.fit import fit as fit  # the function shadows the module name on purpose
+from pareco.recalibrate import recalibrate_bn
+from pareco.run import Run, load_run
+from pareco.samplers import make_sampler
+from pareco.sandwich import sandwich_backward, soft_cross_entropy
 from pareco.slim import SlimError, SlimmableNet
 from pareco.slim import slim as slim  # the function shadows the module name on purpose
 from pareco.space import ChannelGroup, WidthSpace
 
 __version__ = "0.1.0"
-__all__ = ["ChannelGroup", "SlimError", "SlimmableNet", "WidthSpace", "models", "slim"]
+__all__ = [
+    "ChannelGroup",
+    "FrontPoint",
+    "Run",
+    "SlimError",
+    "SlimmableNet",
+    "WidthSpace",
+    "candidate_widths",
+    "evaluate",
+    "extract_front",
+    "fit",
+    "load_run",
+    "make_sampler",
+    "models",
+    "recalibrate_bn",
+    "sandwich_backward",
+    "score_widths",
+    "slim",
+    "soft_cross_entropy",
+]

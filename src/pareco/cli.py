@@ -22,6 +22,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from pareco.config import ConfigError
     from pareco.data import DatasetError
     from pareco.export import ExportError
+    from pareco.model_path import ModelSpecError
     from pareco.rundir import RunDirError
     from pareco.slim import SlimError
     from pareco.train import RunError
@@ -35,6 +36,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         RunDirError,
         SlimError,
         ExportError,
+        ModelSpecError,
     )
 
 
@@ -100,7 +102,6 @@ RESUME_MAY_CHANGE = (
 )
 #: Values a key takes, shown in --help (checked by TrainConfig with one clear line).
 _CHOICES = {
-    "model": models.names,
     "data": lambda: DATASETS,
     "method": lambda: METHODS,
     "cost": lambda: COSTS,
@@ -148,9 +149,10 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, metavar="{" + ",".join(choices) + "}", default=S, help=text)
         else:
             kind = typing.get_args(hint) or (hint,)
-            metavar = "DIR" if f.name in ("out", "data_dir") else (
+            named = {"out": "DIR", "data_dir": "DIR", "model": "MODEL"}
+            metavar = named.get(f.name) or (
                 "N" if int in kind else "X" if float in kind else "TEXT"
-            )  # fmt: skip
+            )
             p.add_argument(flag, metavar=metavar, default=S, help=text)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 METHODS = ("slim", "twostage", "pareco")
 COSTS = ("flops", "memory")
-DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "synthetic")
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "synthetic", "loaders")
 
 
 class ConfigError(ValueError):
@@ -205,7 +205,7 @@ class TrainConfig:
 
 #: One line of help per key: ``pareco train --help`` shows it with the default.
 HELP: dict[str, str] = {
-    "model": "zoo model to train (pareco models lists them)",
+    "model": "a zoo name (pareco models lists them) or package.module:factory",
     "model_kwargs": "extra arguments of the model factory, as KEY=VALUE (e.g. width=8)",
     "data": "dataset",
     "data_dir": "dataset directory (default: the dataset's standard place)",
@@ -342,8 +342,13 @@ def _check_model(name: str, kwargs: dict[str, Any]) -> None:
     """A zoo name, and factory arguments the factory takes (a misspelt one would be a traceback)."""
     from pareco import models
 
+    if ":" in name:  # package.module:factory (pareco.model_path checks it when it is built)
+        return
     if name not in models.names():
-        raise ConfigError(f"model must be one of {', '.join(models.names())}, got {name!r}")
+        raise ConfigError(
+            f"unknown model {name!r}: give a zoo name ({', '.join(models.names())}) or an "
+            "import path package.module:factory"
+        )
     factory = models.entry(name).build
     params = inspect.signature(factory).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

@@ -5,6 +5,7 @@ What ``pareco front``, ``export`` and ``search`` start from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pareco.build import build_data, build_net
 from pareco.checkpoint import CheckpointError, has_checkpoint, load_checkpoint
 from pareco.config import TrainConfig
-from pareco.data import DataSplits
 from pareco.recalibrate import recalibration_batches
 from pareco.slim import SlimmableNet
-from pareco.trainer import RunError, build_data, build_net
+from pareco.trainer import RunError
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Run:
 
     run_dir: Path
     config: TrainConfig
-    data: DataSplits
+    data: Any  # DataSplits, StreamedFolder or LoaderData
     net: SlimmableNet
     state: dict[str, Any]
 
@@ -37,6 +38,21 @@ class Run:
     def recalibration(self, device: torch.device | str = "cpu") -> list[Tensor]:
         cfg = self.config
         return recalibration_batches(self.data, cfg.recal_batches, cfg.batch_size, cfg.seed, device)
+
+
+_SOURCES: dict[Path, tuple[Callable[[], SlimmableNet], Any]] = {}
+
+
+def register_run_sources(run_dir: str | Path, net: Callable[[], SlimmableNet], data: Any) -> None:
+    """Tell :func:`load_run` how to rebuild a run trained from Python objects in this process.
+
+    A run trained by :func:`pareco.fit` on a user's model and loaders cannot be rebuilt from its
+    ``config.json`` alone; ``fit`` registers its sources, so ``load_run``, ``pareco.front`` and
+    ``export_for_budget`` accept its directory. In a new process, call this again with a factory
+    of the same slimmable net (untrained is fine: the weights come from the checkpoint) and the
+    same data (e.g. ``pareco.data.LoaderData(...)``).
+    """
+    _SOURCES[Path(run_dir).resolve()] = (net, data)
 
 
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Run:
@@ -62,7 +78,16 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Run:
         state = load_checkpoint(run_dir, map_location=device, repair=False)
     except CheckpointError as err:
         raise RunError(str(err)) from None
-    data = build_data(config)
-    net = build_net(config, data).to(device)
+    sources = _SOURCES.get(run_dir.resolve())
+    if sources is not None:
+        data, net = sources[1], sources[0]().to(device)
+    elif config.data == "loaders":
+        raise RunError(
+            f"{run_dir} was trained by pareco.fit from Python objects: call "
+            "pareco.run.register_run_sources(run_dir, net_factory, data) in this process first"
+        )
+    else:
+        data = build_data(config)
+        net = build_net(config, data).to(device)
     net.load_state_dict(state["model"])
     return Run(run_dir, config, data, net.eval(), state)

@@ -12,6 +12,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pareco import distributed, models, rundir
+from pareco import distributed, rundir
+from pareco.build import build_data, build_net
 from pareco.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pareco.config import TrainConfig, write_config
-from pareco.data import DatasetError, DataSplits, SyntheticSpec, load_dataset
-from pareco.data.streamed import StreamedFolder, load_streamed_folder
 from pareco.evaluate import evaluate, score_widths
 from pareco.metrics import MetricsWriter
 from pareco.recalibrate import recalibration_batches
@@ -37,7 +37,7 @@ from pareco.samplers import (
 )
 from pareco.sandwich import label_loss, loss_names, sandwich_backward
 from pareco.schedule import sgd, warmup_decay
-from pareco.slim import SlimmableNet, slim
+from pareco.slim import SlimmableNet
 
 
 class RunError(RuntimeError):
@@ -60,53 +60,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
-    """The data a config names: in memory, or streamed from an image folder (``stream``)."""
-    if config.stream:
-        if config.data_dir is None:
-            raise DatasetError(
-                "the streamed folder dataset needs --data-dir DIR holding train/<class>/* "
-                "and val/<class>/*"
-            )
-        return load_streamed_folder(
-            config.data_dir,
-            size=config.image_size or 224,
-            seed=config.seed,
-            val_size=config.val_size,
-            calib_size=config.calib_size,
-            train_subset=config.train_subset,
-            workers=config.workers,
-        )
-    synthetic = SyntheticSpec(
-        **{k: tuple(v) if k == "shape" else v for k, v in config.synthetic.items()}
-    )
-    return load_dataset(
-        config.data,
-        config.data_dir,
-        seed=config.seed,
-        val_size=config.val_size,
-        calib_size=config.calib_size,
-        train_subset=config.train_subset,
-        image_size=config.image_size,
-        synthetic=synthetic if config.data == "synthetic" else None,
-    )
-
-
-def build_net(config: TrainConfig, data: DataSplits) -> SlimmableNet:
-    entry = models.entry(config.model)
-    c, h, w = data.input_shape
-    model = models.create(
-        config.model, num_classes=data.num_classes, in_channels=c, **config.model_kwargs
-    )
-    return slim(
-        model,
-        torch.zeros(1, c, h, w),
-        ignored=entry.ignored,
-        round_to=config.round_to,
-        min_multiplier=config.min_multiplier,
-    )
-
-
 @dataclass
 class Batches:
     """Fixed data the trainer reuses: the calibration batch and the BN recalibration batches."""
@@ -125,6 +78,14 @@ class Trainer:
             and metrics.jsonl).
         restart: start again in ``config.out``, setting its old run aside (``replaced-N/``).
         progress: show tqdm progress bars.
+        data: the data to train on instead of the one ``config`` names (``pareco.fit`` passes
+            a user's loaders here).
+        net: the slimmable net instead of the one ``config`` names.
+        optimizer: ``params -> Optimizer`` instead of the paper's SGD.
+        scheduler: ``optimizer -> scheduler`` stepped after every step, instead of the warm-up
+            and decay of ``config``.
+        loss_fn: ``(logits, targets) -> loss`` of the largest network instead of cross-entropy
+            with ``config.label_smoothing``.
 
     The run directory is locked (:class:`pareco.rundir.RunLock`) until :meth:`fit` ends or
     :meth:`close` is called.
@@ -137,6 +98,11 @@ class Trainer:
         resume: bool = False,
         restart: bool = False,
         progress: bool = True,
+        data: Any = None,
+        net: SlimmableNet | None = None,
+        optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
+        scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> None:
         self.config = config
         self.run_dir = Path(config.out)
@@ -144,12 +110,20 @@ class Trainer:
         self.lock = rundir.claim(self.run_dir, resume=resume, restart=restart)
         self.stop = rundir.StopSignals()
         try:
-            self._setup(resume)
+            self._setup(resume, data, net, optimizer, scheduler, loss_fn)
         except BaseException:
             self.close()  # a run that cannot start leaves the folder free
             raise
 
-    def _setup(self, resume: bool) -> None:
+    def _setup(
+        self,
+        resume: bool,
+        data: Any,
+        net: SlimmableNet | None,
+        optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None,
+        scheduler: Callable[[torch.optim.Optimizer], Any] | None,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None,
+    ) -> None:
         config = self.config
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -160,8 +134,8 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         _seed_everything(config.seed)
 
-        self.data = build_data(config)
-        self.net = build_net(config, self.data).to(self.device)
+        self.data = data if data is not None else build_data(config)
+        self.net = (net if net is not None else build_net(config, self.data)).to(self.device)
         torch.manual_seed(config.seed + self.rank)  # same initial weights, per-rank dropout
         self.cuda = self.device.type == "cuda"
         self.channels_last = self.cuda and config.channels_last
@@ -175,9 +149,10 @@ class Trainer:
                 f"--batch-size {config.batch_size} (the global batch) must divide by the "
                 f"{self.world} processes"
             )
-        if config.batch_size > len(self.data.train):
+        train = getattr(self.data, "train", None)  # a user's loaders (pareco.fit) have no split
+        if train is not None and config.batch_size > len(train):
             raise RunError(
-                f"--batch-size {config.batch_size} is larger than the {len(self.data.train)} "
+                f"--batch-size {config.batch_size} is larger than the {len(train)} "
                 "training images: choose a smaller batch"
             )
         shard = (self.rank, self.world) if self.dist.enabled else None
@@ -188,11 +163,19 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * config.epochs
         self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
         self.distill_warmup_steps = round(config.distill_warmup_epochs * self.steps_per_epoch)
-        self.optimizer = sgd(self.net, config.learning_rate, config.momentum, config.weight_decay)
-        self.scheduler = warmup_decay(
-            self.optimizer, self.total_steps, self.warmup_steps, config.schedule
-        )
-        self.loss_fn = label_loss(config.label_smoothing)
+        if optimizer is not None:
+            self.optimizer = optimizer(self.net.parameters())
+        else:
+            self.optimizer = sgd(
+                self.net, config.learning_rate, config.momentum, config.weight_decay
+            )
+        if scheduler is not None:
+            self.scheduler = scheduler(self.optimizer)
+        else:
+            self.scheduler = warmup_decay(
+                self.optimizer, self.total_steps, self.warmup_steps, config.schedule
+            )
+        self.loss_fn = loss_fn or label_loss(config.label_smoothing)
         self.num_proposals = config.num_proposals or default_num_proposals(self.total_steps)
         self.warmup_proposals = config.warmup_proposals or default_warmup(self.num_proposals)
         self.tau = config.tau or max(
@@ -524,6 +507,8 @@ class Trainer:
     def _change_lr(self, lr: float) -> tuple[float, float] | None:
         """Scale the restored schedule to peak learning rate ``lr`` (recovering from a divergence
         by resuming at a lower rate); the schedule's shape and position are kept."""
+        if not hasattr(self.scheduler, "base_lrs"):  # a user's own scheduler: theirs to change
+            return None
         old = float(self.scheduler.base_lrs[0])
         if math.isclose(old, lr, rel_tol=1e-12):
             return None

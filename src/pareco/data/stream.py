@@ -198,9 +198,11 @@ class FolderDataset(Dataset):
                     out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
                 array = np.asarray(out, dtype=np.uint8)
         except (OSError, ValueError, SyntaxError) as exc:  # PIL: truncated or corrupt files
+            path = self.index.path(i)
+            why = str(exc).replace(f"'{path}'", "it").replace(str(path), "it").strip()
             raise DatasetError(
-                f"cannot decode image {self.index.path(i)} ({exc}): it is not a readable "
-                "JPEG/PNG; remove or replace it (unreadable images are refused, not skipped)"
+                f"cannot decode image {path} ({why or type(exc).__name__}): remove or replace "
+                "it (unreadable images are refused, not skipped), then resume"
             ) from None
         array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(array))
@@ -214,16 +216,18 @@ def _collate(items: list[tuple[Tensor, int, int]]) -> tuple[Tensor, Tensor, Tens
 
 
 class _BatchPlan(torch.utils.data.Sampler):
-    """The batches of one pass, as lists of ``(index, epoch)``; set ``plan`` before iterating."""
+    """The batches of one pass, as lists of ``(index, epoch)``, made one at a time (an epoch of
+    ImageNet as Python lists would take hundreds of MB); set ``batches`` before iterating."""
 
     def __init__(self) -> None:
-        self.plan: list[list[tuple[int, int]]] = []
+        self.batches: Iterator[list[tuple[int, int]]] = iter(())
+        self.count = 0
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        return iter(self.plan)
+        return self.batches
 
     def __len__(self) -> int:
-        return len(self.plan)
+        return self.count
 
 
 def _raise_unreadable(dataset: FolderDataset, y: Tensor, idx: Tensor) -> None:
@@ -231,10 +235,11 @@ def _raise_unreadable(dataset: FolderDataset, y: Tensor, idx: Tensor) -> None:
     if bad.numel():
         path = dataset.index.path(int(bad[0]))
         more = f" (and {bad.numel() - 1} more in this batch)" if bad.numel() > 1 else ""
-        raise DatasetError(
-            f"cannot decode image {path}{more}: it is not a readable JPEG/PNG; remove or replace "
-            "it (unreadable images are refused, not skipped), then resume"
-        )
+        try:
+            dataset.decode(int(bad[0]))
+        except DatasetError as err:
+            raise DatasetError(f"{err}{more}") from None
+        raise DatasetError(f"cannot decode image {path}{more}: remove or replace it, then resume")
 
 
 class StreamLoader:
@@ -277,6 +282,7 @@ class StreamLoader:
         self.epoch = 0
         self.position = 0
         self._plan = _BatchPlan()
+        self.last_index = torch.zeros(0, dtype=torch.int64)
         self._loader: DataLoader | None = None
 
     @property
@@ -296,16 +302,19 @@ class StreamLoader:
         g = torch.Generator().manual_seed(derive_seed(self.seed, 4, epoch))
         return torch.randperm(self.num_samples, generator=g)
 
+    def _local_rows(self, k: int) -> tuple[int, int]:
+        """This rank's row range within global batch ``k``."""
+        n = min(self.batch_size, self.num_samples - k * self.batch_size)
+        return self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size
+
+    def _local(self, order: Tensor, k: int) -> list[int]:
+        r0, r1 = self._local_rows(k)
+        return order[k * self.batch_size + r0 : k * self.batch_size + r1].tolist()
+
     def local_batches(self, epoch: int, start: int = 0) -> list[list[int]]:
         """This rank's sample indices of every global batch of ``epoch`` from ``start``."""
         order = self.epoch_order(epoch)
-        out = []
-        for k in range(start, len(self)):
-            idx = order[k * self.batch_size : (k + 1) * self.batch_size]
-            n = idx.shape[0]
-            r0, r1 = self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size
-            out.append(idx[r0:r1].tolist())
-        return out
+        return [self._local(order, k) for k in range(start, len(self))]
 
     def _dataloader(self) -> DataLoader:
         if self._loader is None:
@@ -321,18 +330,21 @@ class StreamLoader:
         return self._loader
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        epoch = self.epoch
-        batches = self.local_batches(epoch, self.position)
-        self._plan.plan = [[(i, epoch) for i in b] for b in batches if b]
-        empty = {k for k, b in enumerate(batches) if not b}  # a rank with no rows of a last batch
+        epoch, start = self.epoch, self.position
+        order = self.epoch_order(epoch)
+        steps = range(start, len(self))
+        filled = [k for k in steps if self._local_rows(k)[1] > self._local_rows(k)[0]]
+        self._plan.count = len(filled)
+        self._plan.batches = ([(i, epoch) for i in self._local(order, k)] for k in filled)
         it = iter(self._dataloader())
-        for k in range(len(batches)):
-            if k in empty:
-                x = torch.zeros(0, dtype=torch.uint8)
-                y = torch.zeros(0, dtype=torch.int64)
+        for k in steps:
+            if self._local_rows(k)[1] == self._local_rows(k)[0]:  # a last batch too small
+                x = torch.zeros(0, dtype=torch.uint8)  # to give this rank a row
+                y = idx = torch.zeros(0, dtype=torch.int64)
             else:
                 x, y, idx = next(it)
                 _raise_unreadable(self.dataset, y, idx)
+            self.last_index = idx  # which samples this batch holds (audits, shard checks)
             self.position += 1  # counted before the caller sees it, as BatchLoader does
             yield self._finish(x, y)
         self.epoch, self.position = epoch + 1, 0

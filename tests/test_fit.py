@@ -1,0 +1,180 @@
+"""The Python API: the whole run (``pareco.fit``) and the parts in a hand-written loop."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import pareco
+from pareco.checkpoint import load_checkpoint
+from pareco.config import ConfigError
+from pareco.data import DatasetError
+from pareco.front import build_front, export_for_budget, write_front
+from pareco.samplers import make_sampler
+
+
+class UserNet(nn.Module):
+    """Defined here, not in the zoo: what a user brings."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.down = nn.Sequential(
+            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU()
+        )
+        self.head = nn.Linear(16, classes)
+
+    def forward(self, x):
+        return self.head(self.down(self.stem(x)).mean((2, 3)))
+
+
+def dataset(n: int = 400, seed: int = 0) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 4
+    x = torch.randn(n, 3, 12, 12, generator=g) * 0.5 + y.view(-1, 1, 1, 1).float() / 2
+    return TensorDataset(x, y)
+
+
+FAST = dict(val_size=40, calib_size=40, recal_batches=2, eval_widths=[1.0], threads=1)
+
+
+def loaders(seed: int = 0):
+    train = DataLoader(dataset(seed=seed), batch_size=32, shuffle=True)
+    test = DataLoader(dataset(96, seed=seed + 1), batch_size=48)
+    return train, test
+
+
+def test_fit_a_user_model_on_a_plain_dataloader_then_front_and_export(tmp_path):
+    train, test = loaders()
+    model = UserNet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    run = pareco.fit(
+        model, train, test=test, epochs=2, out=tmp_path / "run", num_proposals=6,
+        warmup_proposals=2, **FAST,
+    )  # fmt: skip
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
+    assert run.finished and (run.run_dir / "history.jsonl").is_file()
+    assert len(run.data.val) == 40 and len(run.data.calib) == 40
+    front = build_front(run, progress=False)
+    write_front(run.run_dir, front)
+    assert front["points"] and front["fronts"]["flops"]
+    result = export_for_budget(run.run_dir, 0.7, "flops", progress=False)
+    assert result.point["flops_ratio"] <= 0.7 + 1e-6
+    assert all(c.ok for c in result.checks.values())
+
+
+def seeded_net() -> UserNet:
+    torch.manual_seed(0)
+    return UserNet()
+
+
+def test_fit_resumes_exactly_after_an_interruption(tmp_path):
+    kw = dict(method="slim", epochs=2, checkpoint_every=4, **FAST)
+    full = pareco.fit(seeded_net(), loaders()[0], out=tmp_path / "full", **kw)
+    calls = {"n": 0}
+
+    def dies(logits, y):  # a crash in the middle of the second epoch
+        calls["n"] += 1
+        if calls["n"] > 14:
+            raise KeyboardInterrupt
+        return nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
+
+    with pytest.raises(KeyboardInterrupt):
+        pareco.fit(seeded_net(), loaders()[0], out=tmp_path / "cut", loss_fn=dies, **kw)
+    state = load_checkpoint(tmp_path / "cut")
+    assert 0 < state["loader"]["position"] < state["loader"]["num_samples"]  # mid-epoch
+    resumed = pareco.fit(UserNet(), loaders()[0], out=tmp_path / "cut", resume=True, **kw)
+    assert resumed.state["step"] == full.state["step"]
+    for k, v in full.net.state_dict().items():
+        assert torch.equal(v, resumed.net.state_dict()[k]), k
+
+
+def test_own_loop_with_the_parts(tmp_path):
+    """A user's loop: their optimizer, gradient accumulation, the sandwich step, the sampler told
+    the step, BN recalibration and front extraction, then a plain exported model."""
+    torch.manual_seed(0)
+    data = dataset()
+    train = DataLoader(TensorDataset(*data[:320]), batch_size=16, shuffle=True)
+    calib = data[320:352]
+    val = DataLoader(TensorDataset(*data[352:]), batch_size=48)
+    net = pareco.slim(UserNet(), torch.zeros(1, 3, 12, 12))
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    sampler = make_sampler(
+        "pareco", net.space, num=2, seed=0, tau=5, warmup=3,
+        cost_ratio=lambda a: net.cost_ratio(a, "flops"),
+    )  # fmt: skip
+
+    def score(alphas):
+        return pareco.score_widths(net, alphas, [calib])
+
+    accumulate, step = 2, 0
+    for _ in range(2):
+        for i, (x, y) in enumerate(train):
+            pareco.sandwich_backward(
+                net,
+                x,
+                y,
+                sampler.widths(step, score),
+                backward=lambda loss: (loss / accumulate).backward(),
+            )
+            if (i + 1) % accumulate == 0:
+                opt.step()
+                opt.zero_grad()
+                step += 1
+    assert len(sampler.search.history) >= 4
+    recal = [x for x, _ in list(train)[:4]]
+    candidates = pareco.candidate_widths(net, sampler)
+    front = pareco.extract_front(net, candidates, lambda: val, recal)
+    assert front and all(a.cost_ratio < b.cost_ratio for a, b in itertools.pairwise(front))
+    assert all(a.val_accuracy < b.val_accuracy for a, b in itertools.pairwise(front))
+    point = front[len(front) // 2]
+    pareco.recalibrate_bn(net, point.alpha, recal)
+    small = net.export(point.alpha).eval()
+    net.eval()
+    x = data[352:360][0]
+    with torch.no_grad(), net.widths(point.alpha):
+        torch.testing.assert_close(small(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_sandwich_backward_scales_through_the_callers_backward():
+    net = pareco.slim(UserNet(), torch.zeros(1, 3, 12, 12))
+    x, y = dataset(8)[:]
+    widths = [net.space.uniform(0.7)]
+    losses = pareco.sandwich_backward(net, x, y, widths)
+    plain = {n: p.grad.clone() for n, p in net.named_parameters()}
+    net.zero_grad()
+    again = pareco.sandwich_backward(
+        net, x, y, widths, backward=lambda loss: (loss * 0.25).backward()
+    )
+    assert [float(a) for a in losses] == [float(b) for b in again] and len(losses) == 3
+    for n, p in net.named_parameters():
+        torch.testing.assert_close(p.grad, plain[n] * 0.25, msg=n)
+
+
+@pytest.mark.parametrize(
+    ("batches", "message"),
+    [
+        ([{"image": torch.zeros(2, 3, 12, 12), "label": torch.zeros(2)}], "a dict with keys"),
+        ([(torch.zeros(2, 3, 12, 12), torch.zeros(2), torch.zeros(2))], "a tuple of 3"),
+        ([torch.zeros(2, 3, 12, 12)], "got Tensor"),
+    ],
+)
+def test_batches_that_are_not_input_target_pairs_are_one_clear_line(tmp_path, batches, message):
+    with pytest.raises(DatasetError, match="must yield \\(inputs, targets\\) pairs") as err:
+        pareco.fit(UserNet(), batches, val=batches, calib=batches, out=tmp_path / "r")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_carving_needs_a_map_style_dataloader(tmp_path):
+    batches = [tuple(t) for t in zip(*(d.split(32) for d in dataset()[:]))]
+    with pytest.raises(DatasetError, match="pass val= and calib="):
+        pareco.fit(UserNet(), batches, out=tmp_path / "r", **FAST)
+
+
+def test_an_unknown_fit_option_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) learning_rate") as err:
+        pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", learning_rate=0.1)
+    assert "\n" not in str(err.value)
