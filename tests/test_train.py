@@ -15,10 +15,10 @@ from pareco import cli
 from pareco.checkpoint import load_checkpoint
 from pareco.config import ConfigError, TrainConfig
 from pareco.evaluate import evaluate, recalibrate_bn
+from pareco.rundir import RunDirError
 from pareco.samplers import LayerwiseSampler, SlimSampler
 from pareco.train import (
     NonFiniteLoss,
-    RunError,
     Trainer,
     lr_factor,
     param_groups,
@@ -234,15 +234,14 @@ def test_corrupt_checkpoint_gives_clear_error_and_keeps_previous(tmp_path, capsy
     cfg = tiny(tmp_path, method="slim", epochs=1, checkpoint_every=2)
     Trainer(cfg, progress=False).fit()
     run = tmp_path / "run"
-    prev = (run / "checkpoint.prev.pt").read_bytes()
     data = (run / "checkpoint.pt").read_bytes()
     (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])  # truncated
     code = cli.main(["train", "--resume", "--out", str(run), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2
-    assert "damaged" in err and "checkpoint.prev.pt is intact" in err
-    assert len(err.strip().splitlines()) == 1
-    assert (run / "checkpoint.prev.pt").read_bytes() == prev
+    assert code == 0  # recovered from the previous checkpoint by itself, saying so
+    assert "damaged" in err and "from checkpoint.prev.pt" in err
+    assert (run / "checkpoint.pt.damaged").read_bytes() == data[: len(data) // 2]
+    assert load_checkpoint(run)["finished"]  # trained on from the previous one to the end
 
 
 def test_existing_run_is_never_overwritten(tmp_path, capsys):
@@ -253,7 +252,7 @@ def test_existing_run_is_never_overwritten(tmp_path, capsys):
     assert cli.main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
     assert "pass --resume" in capsys.readouterr().err
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
-    with pytest.raises(RunError, match=r"holds no checkpoint\.pt"):
+    with pytest.raises(RunDirError, match=r"holds no checkpoint\.pt"):
         Trainer(tiny(tmp_path / "other"), resume=True)
 
 

@@ -1,13 +1,23 @@
-"""Atomic checkpoints that never destroy the last good one.
+"""Atomic, checksummed checkpoints that never destroy the last good one.
 
-A checkpoint is written to a temporary file, flushed to disk, and renamed over ``checkpoint.pt``;
-the checkpoint it replaces is kept as ``checkpoint.prev.pt``. A crash at any moment leaves at
-least one complete checkpoint, and a damaged file is reported, never overwritten by the reader.
+A checkpoint is written to ``checkpoint.pt.tmp``, flushed to disk, and renamed over
+``checkpoint.pt``; the checkpoint it replaces is first renamed to ``checkpoint.prev.pt``. A crash
+at any moment leaves at least one complete checkpoint.
+
+Every file starts with a header line that holds the SHA-256 of the rest, so a flipped bit is found
+on load instead of being trained on. When ``checkpoint.pt`` is damaged, or missing (a crash
+between the two renames), :func:`load_checkpoint` recovers by itself from ``checkpoint.pt.tmp`` or
+``checkpoint.prev.pt`` — whichever is newest and intact — says so, and sets the damaged file aside
+as ``checkpoint.pt.damaged`` so that the next save cannot rotate it over the good previous one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +25,12 @@ import torch
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+TEMPORARY = CHECKPOINT + ".tmp"
+DAMAGED = CHECKPOINT + ".damaged"
 FORMAT = "pareco-checkpoint-v1"
+#: First bytes of a checksummed file; the line goes on with the hex SHA-256 of the payload.
+MAGIC = b"PARECO-CHECKPOINT sha256="
+_HEADER_LEN = len(MAGIC) + 64 + 1  # magic, 64 hex digits, newline
 
 
 class CheckpointError(RuntimeError):
@@ -23,44 +38,151 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(state: dict[str, Any], run_dir: str | Path) -> Path:
+    """Write ``state`` as ``RUNDIR/checkpoint.pt`` atomically, keeping the one it replaces.
+
+    Returns:
+        The path of the new checkpoint.
+    """
     run_dir = Path(run_dir)
-    path, prev, tmp = run_dir / CHECKPOINT, run_dir / PREVIOUS, run_dir / (CHECKPOINT + ".tmp")
+    path, prev, tmp = run_dir / CHECKPOINT, run_dir / PREVIOUS, run_dir / TEMPORARY
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    payload = buffer.getbuffer()
+    digest = hashlib.sha256(payload).hexdigest().encode()
     with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, **state}, f)
+        f.write(MAGIC + digest + b"\n")
+        f.write(payload)
         f.flush()
         os.fsync(f.fileno())
     if path.exists():
         os.replace(path, prev)
     os.replace(tmp, path)
+    _fsync_dir(run_dir)
     return path
 
 
-def load_checkpoint(
-    run_dir: str | Path, map_location: str | torch.device = "cpu"
-) -> dict[str, Any]:
-    """Read ``RUNDIR/checkpoint.pt``.
+def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read and verify one checkpoint file.
 
     Raises:
-        CheckpointError: no checkpoint, or a damaged one (the message says whether the previous
-            checkpoint is there to fall back on).
+        CheckpointError: the file is missing, its checksum does not match, or it is not a
+            pareco checkpoint; the message says which (without advice: the caller knows what
+            else the run directory holds).
     """
-    run_dir = Path(run_dir)
-    path = run_dir / CHECKPOINT
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir} holds no {CHECKPOINT}: nothing to resume")
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path} ({err.strerror or err})") from None
+    if data.startswith(MAGIC):
+        header, payload = data[:_HEADER_LEN], memoryview(data)[_HEADER_LEN:]
+        expected = header[len(MAGIC) : len(MAGIC) + 64]
+        if header[-1:] != b"\n" or hashlib.sha256(payload).hexdigest().encode() != expected:
+            raise CheckpointError(f"{path} is damaged (checksum mismatch)")
+        source: Any = io.BytesIO(payload)
+    else:  # written before checksums existed: nothing to verify it against
+        source = io.BytesIO(data)
     try:
         # weights_only=False: the state holds RNG states and plain python objects written by
         # pareco itself; never point this at a file from an untrusted source.
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(source, map_location=map_location, weights_only=False)
     except Exception as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        fallback = run_dir / PREVIOUS
-        hint = (
-            f"the previous checkpoint {fallback} is intact: move it to {path} to resume from it"
-            if fallback.is_file()
-            else "no previous checkpoint exists: start the run again with another --out"
-        )
-        raise CheckpointError(f"{path} is damaged ({detail}); {hint}") from None
+        raise CheckpointError(f"{path} is damaged ({detail})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pareco checkpoint")
     return state
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds any checkpoint file a resume could start from."""
+    run_dir = Path(run_dir)
+    return any((run_dir / name).is_file() for name in (CHECKPOINT, TEMPORARY, PREVIOUS))
+
+
+def load_checkpoint(
+    run_dir: str | Path,
+    map_location: str | torch.device = "cpu",
+    *,
+    repair: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Read the newest intact checkpoint of ``run_dir``.
+
+    ``checkpoint.pt`` is tried first. If it is damaged or missing, the complete
+    ``checkpoint.pt.tmp`` (left by a crash between the two renames of a save, and newer than
+    ``checkpoint.prev.pt``) and then ``checkpoint.prev.pt`` are tried; the one that loads is
+    reported as one line through ``report`` (default: standard error).
+
+    Args:
+        repair: put the recovered file back in place as ``checkpoint.pt`` (the damaged one is
+            kept as ``checkpoint.pt.damaged``), so the next save rotates a good file into
+            ``checkpoint.prev.pt``. Readers that must not change the directory pass False.
+
+    Raises:
+        CheckpointError: no intact checkpoint at all (the message names each file and its fault).
+    """
+    run_dir = Path(run_dir)
+    report = report or _to_stderr
+    path, prev, tmp = run_dir / CHECKPOINT, run_dir / PREVIOUS, run_dir / TEMPORARY
+    faults: list[str] = []
+    for candidate in (path, tmp, prev):
+        if not candidate.is_file():
+            continue
+        try:
+            state = read_checkpoint_file(candidate, map_location)
+        except CheckpointError as err:
+            faults.append(str(err))
+            continue
+        if candidate != path:
+            why = "; ".join(faults) if faults else f"{path} is missing"
+            if repair:
+                if path.is_file():
+                    os.replace(path, run_dir / DAMAGED)
+                if candidate == tmp:
+                    os.replace(tmp, path)
+                else:
+                    # the previous checkpoint stays where it is as well: copy it into place
+                    _copy_atomic(prev, path)
+                kept = f" (the damaged file is kept as {DAMAGED})" if faults else ""
+                report(
+                    f"pareco: {why}; recovered the checkpoint of step {state.get('step')} "
+                    f"from {candidate.name}{kept}"
+                )
+            else:
+                report(f"pareco: {why}; using {candidate.name} (step {state.get('step')})")
+        return state
+    if not faults:
+        raise CheckpointError(f"{run_dir} holds no {CHECKPOINT}: the run never saved one")
+    raise CheckpointError(
+        f"no intact checkpoint in {run_dir}: {'; '.join(faults)}; start the run again "
+        "(pareco train --restart keeps these files aside)"
+    )
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".copy")
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        while chunk := fin.read(1 << 20):
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    os.replace(tmp, dst)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

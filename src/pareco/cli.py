@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from pareco import models
+from pareco.config import COSTS, DATASETS, METHODS
 
 
 class UserError(Exception):
@@ -22,11 +23,21 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from pareco.data import DatasetError
     from pareco.export import ExportError
     from pareco.model_path import ModelSpecError
+    from pareco.rundir import RunDirError
     from pareco.slim import SlimError
     from pareco.train import RunError
 
-    return (UserError, ConfigError, DatasetError, CheckpointError, RunError, SlimError, ExportError,
-            ModelSpecError)  # fmt: skip
+    return (
+        UserError,
+        ConfigError,
+        DatasetError,
+        CheckpointError,
+        RunError,
+        RunDirError,
+        SlimError,
+        ExportError,
+        ModelSpecError,
+    )
 
 
 def parse_size(text: str) -> tuple[int, int, int]:
@@ -40,11 +51,13 @@ def parse_size(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-def human(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+def human(n: float, unit: str = "") -> str:
+    """``1234567`` → ``1.23M``; with ``unit="B"``, ``1.23 MB``."""
+    sep = " " if unit else ""
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return f"{n:.0f}"
+            return f"{n / scale:.2f}{sep}{prefix}{unit}"
+    return f"{n:.0f}{sep}{unit}"
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -63,81 +76,156 @@ def cmd_models(args: argparse.Namespace) -> None:
         model = models.create(name, num_classes=args.num_classes, in_channels=c, **kwargs)
         net = pareco.slim(model, torch.zeros(1, c, h, w), ignored=entry.ignored)
         full = net.space.largest()
+        # the memory cost counts activation elements (batch 1); shown as float32 bytes
+        peak_bytes = 4 * net.cost(full, "memory").item()
         rows.append((name, f"{c}x{h}x{w}", net.space.dim, human(net.cost(full, "macs").item()),
-                     human(net.cost(full, "params").item()), human(net.cost(full, "memory").item()),
+                     human(net.cost(full, "params").item()), human(peak_bytes, "B"),
                      entry.summary))  # fmt: skip
         if args.describe:
             print(net.space.describe(), end="\n\n")
-    header = ("model", "input", "groups", "MACs", "params", "peak mem", "")
+    header = ("model", "input", "groups", "MACs", "params", "peak act. (fp32)", "description")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(str(v).ljust(wd) for v, wd in zip(r, widths)).rstrip())
 
 
+#: Keys a resumed run may change: where it lives, how it runs, and (to recover from a divergence)
+#: its learning rate. Every other key must match the run's config.json.
+RESUME_MAY_CHANGE = (
+    "out",
+    "lr",
+    "device",
+    "threads",
+    "checkpoint_every",
+    "checkpoint_minutes",
+    "log_every",
+)
+#: Values a key takes, shown in --help (checked by TrainConfig with one clear line).
+_CHOICES = {
+    "data": lambda: DATASETS,
+    "method": lambda: METHODS,
+    "cost": lambda: COSTS,
+    "schedule": lambda: ("linear", "cosine"),
+    "target": lambda: ("pareto", "uniform"),
+    "loss_bound": lambda: ("upper", "lower"),
+}
+
+
 def _train_flags(p: argparse.ArgumentParser) -> None:
-    """Flags mirror TrainConfig; only flags given on the command line override the config file."""
-    from pareco.config import COSTS, DATASETS, METHODS
+    """One flag per ``TrainConfig`` field, generated from the dataclass (a new field gets its flag
+    for free), with its help line and default. Only flags given on the command line override the
+    config file; values are converted and checked by ``TrainConfig`` so an error is one line."""
+    import dataclasses
+    import typing
+
+    from pareco.config import HELP, TrainConfig
 
     S = argparse.SUPPRESS
-    p.add_argument("--config", help="YAML or JSON file of TrainConfig keys")
-    p.add_argument("--out", default=S, help="run directory (default runs/default)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--model", default=S,
-                   help="a zoo name (pareco models) or package.module:factory")  # fmt: skip
-    p.add_argument("--data", default=S, choices=DATASETS)
-    p.add_argument("--data-dir", default=S, help="dataset directory")
-    p.add_argument("--method", default=S, choices=METHODS)
-    p.add_argument("--cost", default=S, choices=COSTS, help="cost objective of the search")
-    p.add_argument("--epochs", type=int, default=S)
-    p.add_argument("--batch-size", type=int, default=S)
-    p.add_argument("--lr", type=float, default=S, help="default 0.1 x batch/256")
-    p.add_argument("--weight-decay", type=float, default=S)
-    p.add_argument("--warmup-epochs", type=float, default=S)
-    p.add_argument("--schedule", default=S, choices=("linear", "cosine"))
-    p.add_argument("--distill-warmup-epochs", type=float, default=S,
-                   help="students learn from labels for this many epochs first")  # fmt: skip
-    p.add_argument("--seed", type=int, default=S)
-    p.add_argument("--train-subset", type=int, default=S, help="train on this many images only")
-    p.add_argument("--val-size", type=int, default=S)
-    p.add_argument("--calib-size", type=int, default=S)
-    p.add_argument("--num-sampled", type=int, default=S, help="M widths per step (default 2)")
-    p.add_argument("--min-multiplier", type=float, default=S)
-    p.add_argument("--round-to", type=int, default=S)
-    p.add_argument("--tau", type=int, default=S, help="steps between proposal rounds")
-    p.add_argument("--num-proposals", type=int, default=S, help="proposal budget")
-    p.add_argument("--target", default=S, choices=("pareto", "uniform"))
-    p.add_argument("--recal-batches", type=int, default=S)
-    p.add_argument("--device", default=S, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=S)
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=S)
-    p.add_argument("--threads", type=int, default=S)
-    p.add_argument("--checkpoint-every", type=int, default=S)
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON file of the keys below")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint; only "
+                        f"{', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)} "
+                        "may change")  # fmt: skip
+    restart = "start again in --out; its old run moves into --out/replaced-N/"
+    p.add_argument("--restart", action="store_true", help=restart)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        text = HELP.get(f.name, f.name.replace("_", " "))
+        if default is not None and not isinstance(default, dict):
+            shown = " ".join(map(str, default)) if isinstance(default, list) else default
+            text += f" (default: {shown})"
+        hint = hints[f.name]
+        origin = typing.get_origin(hint)
+        if hint is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=S, help=text)
+        elif origin is dict:
+            p.add_argument(flag, nargs="+", metavar="KEY=VALUE", default=S, help=text)
+        elif origin is list:
+            p.add_argument(flag, nargs="+", metavar="X", default=S, help=text)
+        elif f.name in _CHOICES:
+            choices = _CHOICES[f.name]()
+            p.add_argument(flag, metavar="{" + ",".join(choices) + "}", default=S, help=text)
+        else:
+            kind = typing.get_args(hint) or (hint,)
+            named = {"out": "DIR", "data_dir": "DIR", "model": "MODEL"}
+            metavar = named.get(f.name) or (
+                "N" if int in kind else "X" if float in kind else "TEXT"
+            )
+            p.add_argument(flag, metavar=metavar, default=S, help=text)
+
+
+def _key_values(key: str, items: list[str]) -> dict:
+    """``["width=8", "noise=0.1"]`` → ``{"width": 8, "noise": 0.1}`` (values read as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise UserError(f"--{key.replace('_', '-')} takes KEY=VALUE pairs, got {item!r}")
+        try:
+            out[name.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            out[name.strip()] = text
+    return out
 
 
 def resolve_train_config(args: argparse.Namespace):
-    """Defaults < config file < flags; with --resume, the run's own config.json, which flags
-    may not contradict."""
-    from pareco.config import TrainConfig, read_config_file
+    """Defaults < config file < flags; with --resume, the run's own config.json, which flags may
+    not contradict except for ``RESUME_MAY_CHANGE`` (``out`` is always the folder resumed, so a
+    run directory can be moved or copied and still resumed)."""
+    import dataclasses
+    import typing
 
-    skip = {"config", "resume", "no_progress", "func", "command"}
-    flags = {k: v for k, v in vars(args).items() if k not in skip}
+    from pareco.config import ConfigError, TrainConfig, coerce, read_config_file
+
+    if getattr(args, "resume", False) and getattr(args, "restart", False):
+        raise UserError("--resume and --restart exclude each other: choose one")
+    skip = {"config", "resume", "restart", "no_progress", "func", "command"}
+    hints = typing.get_type_hints(TrainConfig)
+    flags = {}
+    for k, v in vars(args).items():
+        if k in skip:
+            continue
+        if typing.get_origin(hints.get(k)) is dict and isinstance(v, list):
+            v = _key_values(k, v)
+        flags[k] = v
     values = read_config_file(args.config) if args.config else {}
     values.update(flags)
-    if args.resume:
-        out = values.get("out", TrainConfig.out)
-        saved_path = Path(out) / "config.json"
-        if not saved_path.is_file():
-            raise UserError(f"--resume: {out} holds no config.json; is it a pareco run directory?")
-        saved = read_config_file(saved_path)
-        clash = {k: (saved.get(k), v) for k, v in values.items() if k in saved and saved[k] != v}
-        if clash:
-            detail = ", ".join(f"{k}: run has {a!r}, asked {b!r}" for k, (a, b) in clash.items())
-            raise UserError(
-                f"--resume continues the run as it was configured ({detail}); drop those flags"
-            )
-        values = saved
-    return TrainConfig.from_dict(values)
+    if not getattr(args, "resume", False):
+        return TrainConfig.from_dict(values)
+    out = str(values.get("out", TrainConfig.out))
+    saved_path = Path(out) / "config.json"
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out} is a file, not a run directory")
+    if not saved_path.is_file():
+        raise UserError(f"--resume: {out} holds no config.json; is it a pareco run directory?")
+    saved = read_config_file(saved_path)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}")
+    asked = {k: coerce(k, v, hints[k]) for k, v in values.items()}
+    defaults = TrainConfig().to_dict()  # a key the run's config.json predates has its default
+    clash = {
+        k: (saved.get(k, defaults[k]), v)
+        for k, v in asked.items()
+        if k not in RESUME_MAY_CHANGE and saved.get(k, defaults[k]) != v
+    }
+    if clash:
+        detail = ", ".join(f"{k}: run has {a!r}, asked {b!r}" for k, (a, b) in clash.items())
+        raise UserError(
+            f"--resume continues the run as it was configured ({detail}); drop those flags"
+        )
+    merged = {**saved, **{k: v for k, v in asked.items() if k in RESUME_MAY_CHANGE}}
+    merged["out"] = out
+    try:
+        return TrainConfig.from_dict(merged)
+    except ConfigError as err:
+        raise ConfigError(f"{saved_path}: {err}") from None
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -145,13 +233,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     from pareco.train import RunError, Trainer
 
     config = resolve_train_config(args)
-    trainer = Trainer(config, resume=args.resume, progress=not args.no_progress)
+    trainer = Trainer(
+        config, resume=args.resume, restart=args.restart, progress=not args.no_progress
+    )
     if trainer.is_main:
         print(trainer.describe(), flush=True)
     try:
         trainer.fit()
     except RuntimeError as err:
-        if not trainer.dist.enabled or isinstance(err, RunError):
+        from pareco.rundir import RunDirError
+
+        if not trainer.dist.enabled or isinstance(err, (RunError, RunDirError)):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunError(
@@ -159,11 +251,23 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"checkpoint in {config.out} is intact: relaunch with --resume"
         ) from None
     finally:
+        trainer.close()
         distributed.shutdown()
+
+
+def _device(name: str):
+    """``--device`` of the commands after training: a clear line for a name torch cannot use."""
+    from pareco.config import check_device_name
+    from pareco.train import resolve_device
+
+    check_device_name(name)
+    return resolve_device(name)
 
 
 def cmd_search(args: argparse.Namespace) -> None:
     from pareco.twostage import run_search
+
+    _device(args.device)
 
     summary = run_search(args.rundir, candidates=args.candidates, device=args.device,
                          progress=not args.no_progress)  # fmt: skip
@@ -173,12 +277,11 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_front(args: argparse.Namespace) -> None:
     from pareco import front
-    from pareco.train import resolve_device
 
     sweep = front.DEFAULT_SWEEP if args.cost_sweep is None else args.cost_sweep
     if sweep < 2:
         raise UserError(f"--cost-sweep needs at least 2 widths, got {sweep}")
-    device = resolve_device(args.device)
+    device = _device(args.device)
     run = front.open_run(args.rundir, device)
     result = front.build_front(run, sweep=sweep, device=device, progress=not args.no_progress)
     front.write_front(args.rundir, result)
@@ -195,13 +298,24 @@ def _float_arg(flag: str, text: str) -> float:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from pareco import front
-    from pareco.train import resolve_device
 
     budget = _float_arg("--budget", args.budget)
-    result = front.export_for_budget(
-        args.rundir, budget, args.cost, args.format, out=args.out,
-        device=resolve_device(args.device), progress=not args.no_progress,
-    )  # fmt: skip
+    if not 0 < budget <= 1:
+        raise UserError(
+            f"--budget is a cost ratio in (0, 1] (0.5 = half the full network's cost), got "
+            f"{args.budget}; 1 exports the full network"
+        )
+    device = _device(args.device)
+    try:
+        result = front.export_for_budget(
+            args.rundir, budget, args.cost, args.format, out=args.out,
+            device=device, progress=not args.no_progress,
+        )  # fmt: skip
+    except OSError as err:  # a read-only or impossible --out: say where, not a staging file
+        where = args.out or f"{args.rundir}/export"
+        raise UserError(
+            f"cannot write the export to {where} ({err.strerror or err}): choose a writable --out"
+        ) from None
     p, cost = result.point, front.check_cost(args.cost)
     checks = ", ".join(f"{k} {100 * c.accuracy:.2f}%" for k, c in result.checks.items())
     print(
@@ -213,16 +327,22 @@ def cmd_export(args: argparse.Namespace) -> None:
     )
 
 
+def compare_out(args: argparse.Namespace) -> Path:
+    """``--out`` of ``compare``; by default ``FIRST_RUNDIR/compare``, never the working
+    directory (where a second comparison would silently replace the first)."""
+    return Path(args.out) if args.out is not None else Path(args.rundirs[0]) / "compare"
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     from pareco import front
-    from pareco.train import resolve_device
 
+    device = _device(args.device)
+    out = compare_out(args)
     result = front.compare_runs(
-        args.rundirs, args.out, cost=args.cost, device=resolve_device(args.device),
-        progress=not args.no_progress,
-    )  # fmt: skip
+        args.rundirs, out, cost=args.cost, device=device, progress=not args.no_progress
+    )
     print(front.compare_markdown(result), end="")
-    print(f"wrote compare.md, compare.json, compare.png in {args.out}")
+    print(f"wrote compare.md, compare.json, compare.png in {out}")
 
 
 def _front_commands(sub: argparse._SubParsersAction) -> None:
@@ -247,7 +367,7 @@ def _front_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("compare", help="compare the fronts of several runs")
     p.add_argument("rundirs", nargs="+")
-    p.add_argument("--out", default="compare", help="directory to write (default ./compare)")
+    p.add_argument("--out", help="directory to write (default: FIRST_RUNDIR/compare)")
     p.add_argument("--cost", help="flops, memory or params (default: the first run's objective)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true")
@@ -285,10 +405,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     USER_ERRORS = _user_errors()
+    from pareco.rundir import Interrupted
+
     try:
         args.func(args)
+    except Interrupted as err:
+        print(f"pareco {args.command}: {err}", file=sys.stderr)
+        return 128 + err.signum
     except USER_ERRORS as err:
         print(f"pareco {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a path that cannot be read or written: one line, not a traceback
+        where = f" {err.filename}" if err.filename else ""
+        print(
+            f"pareco {args.command}: error: cannot use{where}: {err.strerror or err}; check the "
+            "path and its permissions, or choose another --out",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"pareco {args.command}: interrupted", file=sys.stderr)

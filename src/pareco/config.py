@@ -7,7 +7,12 @@ resolved configuration is written to ``RUNDIR/config.json`` and is what ``--resu
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -76,6 +81,7 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA only
     threads: int | None = None  # CPU threads; default: all cores
     checkpoint_every: int = 200  # steps; a checkpoint is also written every epoch
+    checkpoint_minutes: float = 5.0  # and at least this often in wall-clock time
     log_every: int = 20  # steps between metrics.jsonl lines
 
     def __post_init__(self) -> None:
@@ -143,11 +149,53 @@ class TrainConfig:
             f"eval_widths must lie in [{self.min_multiplier}, 1], got {self.eval_widths}",
         )
 
+        need(self.val_size >= 1, f"val_size must be >= 1, got {self.val_size}")
+        need(
+            self.train_subset is None or self.train_subset >= 1,
+            f"train_subset must be >= 1 (or unset for the whole training set), "
+            f"got {self.train_subset}",
+        )
+        need(
+            self.image_size is None or self.image_size >= 1,
+            f"image_size must be >= 1, got {self.image_size}",
+        )
+        need(self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        need(
+            0 <= self.label_smoothing < 1,
+            f"label_smoothing must be in [0, 1), got {self.label_smoothing}",
+        )
+        need(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
+        need(
+            self.search_candidates >= 0,
+            f"search_candidates must be >= 0, got {self.search_candidates}",
+        )
+        need(
+            self.threads is None or self.threads >= 1,
+            f"threads must be >= 1 (or unset for all cores), got {self.threads}",
+        )
+        need(
+            self.checkpoint_minutes > 0,
+            f"checkpoint_minutes must be > 0, got {self.checkpoint_minutes}",
+        )
+        need(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
+        need(bool(self.eval_widths), "eval_widths must hold at least one width")
+        need(bool(str(self.out).strip()), "out must name a directory")
+        check_device_name(self.device)
+        _check_model(self.model, self.model_kwargs)
+        _check_synthetic(self.synthetic)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build a config from file or flag values, converting each to its field's type.
+
+        Raises:
+            ConfigError: an unknown key, or a value of the wrong type (naming the key).
+        """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -155,10 +203,202 @@ class TrainConfig:
                 f"unknown config key(s) {', '.join(unknown)}; "
                 f"valid keys: {', '.join(sorted(known))}"
             )
+        hints = typing.get_type_hints(cls)
+        values = {k: coerce(k, v, hints[k]) for k, v in d.items()}
+        return cls(**values)
+
+
+#: One line of help per key: ``pareco train --help`` shows it with the default.
+HELP: dict[str, str] = {
+    "model": "a zoo name (pareco models lists them) or package.module:factory",
+    "model_kwargs": "extra arguments of the model factory, as KEY=VALUE (e.g. width=8)",
+    "data": "dataset",
+    "data_dir": "dataset directory (default: the dataset's standard place)",
+    "image_size": "image folders: resize images to this square side",
+    "train_subset": "train on only this many training images (quick runs)",
+    "val_size": "validation images carved from the training set: they select the front",
+    "calib_size": "calibration images carved from the training set: the search scores on them",
+    "synthetic": "generated data (data=synthetic), as KEY=VALUE: num_train, num_test, "
+    "num_classes, shape, noise, seed",
+    "stream": "data=folder: decode images per sample in DataLoader workers (large folders)",
+    "workers": "DataLoader worker processes for streamed folders",
+    "method": "pareco (per-group widths searched while training), slim (uniform widths) or "
+    "twostage (random per-group widths, searched after training)",
+    "cost": "cost objective of the search",
+    "num_sampled": "M: widths trained per step besides the largest and the smallest",
+    "min_multiplier": "smallest width multiplier of every channel group",
+    "round_to": "round channel counts to a multiple of this",
+    "epochs": "training epochs (a whole number)",
+    "batch_size": "global batch size",
+    "lr": "peak learning rate (default: 0.1 x batch_size / 256); with --resume, a new value "
+    "continues the run at this rate (recorded in config.json and metrics.jsonl)",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay (never on BN parameters and biases)",
+    "warmup_epochs": "epochs of linear learning-rate warm-up",
+    "schedule": "learning-rate decay after the warm-up",
+    "label_smoothing": "label smoothing of the largest network's loss",
+    "distill_warmup_epochs": "epochs in which the narrower networks learn from the labels "
+    "before in-place distillation (0 = the paper)",
+    "tau": "steps between proposal rounds (default: from the proposal budget)",
+    "num_proposals": "proposal budget (default: scales with the run's length)",
+    "warmup_proposals": "uniform warm-up proposals before the GP (default: scales with the budget)",
+    "target": "target costs: pareto (Pareto-aware) or uniform (the Joslim variant)",
+    "beta": "weight of the loss GP's standard deviation in its confidence bound",
+    "loss_bound": "confidence bound of the loss in the scalarization: upper (mu + sqrt(beta) "
+    "sigma, the authors' code) or lower (mu - sqrt(beta) sigma)",
+    "search_candidates": "TwoStage's search budget (0 = as many scoring images as PareCO's "
+    "re-scoring spends, at most 1000 candidates)",
+    "recal_batches": "training batches that recalibrate BN statistics per sub-network",
+    "eval_widths": "uniform widths evaluated at the end of training",
+    "seed": "random seed",
+    "out": "run directory",
+    "device": "auto, cpu, cuda or cuda:N",
+    "amp": "mixed precision on CUDA",
+    "channels_last": "channels-last memory format on CUDA",
+    "threads": "CPU threads (default: all cores)",
+    "checkpoint_every": "steps between checkpoints (one is also written every epoch)",
+    "checkpoint_minutes": "minutes between checkpoints, whatever the step count",
+    "log_every": "steps between metrics.jsonl lines",
+}
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(name: str) -> None:
+    """Refuse a device torch would not understand, before anything is loaded."""
+    if not isinstance(name, str) or not _DEVICE.match(name):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+
+
+def coerce(key: str, value: Any, hint: Any) -> Any:
+    """``value`` as the type ``hint`` of config key ``key``.
+
+    Strings that spell a number are numbers (PyYAML reads ``1e-3`` as a string); a whole number
+    is required where the key is an integer (``epochs: 2.5`` is refused, not truncated).
+
+    Raises:
+        ConfigError: naming the key, the expected type and the value given.
+    """
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+
+    def wrong(what: str) -> ConfigError:
+        return ConfigError(f"{key} must be {what}, got {value!r}")
+
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in (
+            "true",
+            "yes",
+            "1",
+            "false",
+            "no",
+            "0",
+        ):
+            return value.strip().lower() in ("true", "yes", "1")
+        raise wrong("true or false")
+    if hint is int:
+        number = _number(value)
+        if number is None or not math.isfinite(number):
+            raise wrong("a whole number")
+        if number != int(number):
+            raise wrong("a whole number")
+        return int(number)
+    if hint is float:
+        number = _number(value)
+        if number is None or not math.isfinite(number):
+            raise wrong("a number")
+        return float(number)
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise wrong("a string")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise wrong("a mapping of name: value (on the command line, KEY=VALUE ...)")
+        return {str(k): v for k, v in value.items()}
+    if origin is list:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise wrong("a list")
+        (item,) = args
+        return [coerce(key, v, item) for v in value]
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
         try:
-            return cls(**d)
-        except TypeError as err:
-            raise ConfigError(str(err)) from None
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _check_model(name: str, kwargs: dict[str, Any]) -> None:
+    """A zoo name, and factory arguments the factory takes (a misspelt one would be a traceback)."""
+    from pareco import models
+
+    if ":" in name:  # package.module:factory (pareco.model_path checks it when it is built)
+        return
+    if name not in models.names():
+        raise ConfigError(
+            f"unknown model {name!r}: give a zoo name ({', '.join(models.names())}) or an "
+            "import path package.module:factory"
+        )
+    factory = models.entry(name).build
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        if kwargs:  # the factory passes them on: only building tells whether they fit
+            try:
+                models.create(name, num_classes=2, in_channels=1, **kwargs)
+            except TypeError as err:
+                raise ConfigError(f"model_kwargs do not fit {name}: {err}") from None
+        return
+    allowed = sorted(set(params) - {"num_classes", "in_channels"})
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"model_kwargs: {name} takes no argument {', '.join(unknown)}; "
+            f"it takes: {', '.join(allowed) or 'none'}"
+        )
+
+
+def _check_synthetic(spec: dict[str, Any]) -> None:
+    from pareco.data import SyntheticSpec
+
+    known = {f.name for f in fields(SyntheticSpec)}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ConfigError(
+            f"synthetic: unknown key(s) {', '.join(unknown)}; "
+            f"valid keys: {', '.join(sorted(known))}"
+        )
+    for key in ("num_train", "num_test", "num_classes"):
+        if key in spec:
+            n = coerce(f"synthetic.{key}", spec[key], int)
+            if n < (2 if key == "num_classes" else 1):
+                raise ConfigError(
+                    f"synthetic.{key} must be >= {2 if key == 'num_classes' else 1}, got {n}"
+                )
+    if "shape" in spec:
+        shape = spec["shape"]
+        if not (isinstance(shape, (list, tuple)) and len(shape) == 3):
+            raise ConfigError(f"synthetic.shape must be [channels, height, width], got {shape!r}")
+        for v in shape:
+            if coerce("synthetic.shape", v, int) < 1:
+                raise ConfigError(f"synthetic.shape must be positive, got {shape!r}")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from pareco.build import build_net
-from pareco.checkpoint import CHECKPOINT
+from pareco.checkpoint import CHECKPOINT, has_checkpoint
 from pareco.config import DATASETS, ConfigError, TrainConfig
 from pareco.data.loaders import LoaderData, as_pair
 from pareco.run import Run, load_run, register_run_sources
@@ -93,7 +93,7 @@ def fit(
             f"pareco.fit got unknown option(s) {', '.join(unknown)}; options are TrainConfig "
             f"fields: {', '.join(sorted(known))}"
         )
-    has_run = (Path(out) / CHECKPOINT).exists()
+    has_run = has_checkpoint(Path(out))
     if has_run != resume:
         raise RunError(
             f"{out} already holds a run: pass resume=True to continue it, or choose another out"

@@ -607,7 +607,9 @@ def write_front(run_dir: str | Path, front: Mapping[str, Any]) -> list[Path]:
     groups = front["groups"]
     written.append(plots.plot_widths(
         [g["name"] for g in groups], [g["size"] for g in groups], lines,
-        run_dir / "widths.png", f"{run_dir.name}: channels per group of front points",
+        run_dir / "widths.png",
+        f"{run_dir.name}: channels per group, {len(chosen)} of {len(points)} front points "
+        "spread in cost",
     ))  # fmt: skip
     return written
 

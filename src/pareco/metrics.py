@@ -12,7 +12,11 @@ class MetricsWriter:
     """Appends ``{"step": s, ...}`` lines to ``RUNDIR/metrics.jsonl`` and mirrors every number
     to TensorBoard (``RUNDIR/tb``) when tensorboard is installed. Only the main process writes."""
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True) -> None:
+    def __init__(
+        self, run_dir: str | Path, enabled: bool = True, purge_step: int | None = None
+    ) -> None:
+        """``purge_step``: a resumed run's first step; TensorBoard drops what an earlier attempt
+        logged from there on (``metrics.jsonl`` is truncated by the trainer)."""
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self._tb = None
@@ -20,7 +24,7 @@ class MetricsWriter:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(Path(run_dir) / "tb"))
+                self._tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge_step)
             except ImportError:  # tensorboard is optional at run time
                 self._tb = None
 
@@ -34,6 +38,12 @@ class MetricsWriter:
             for k, v in record.items():
                 if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
                     self._tb.add_scalar(k, v, step)
+
+    def note(self, step: int, values: dict[str, Any]) -> None:
+        """A line in ``metrics.jsonl`` only (an event such as a learning-rate change)."""
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, **values}) + "\n")
 
     def close(self) -> None:
         if self._tb is not None:

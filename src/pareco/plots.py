@@ -91,24 +91,42 @@ def plot_widths(
     path: str | Path,
     title: str = "",
 ) -> Path:
-    """Channels per searchable group (x: group index, y: channels), one line per sub-network,
-    with the full network's sizes dashed for scale."""
-    fig = Figure(figsize=(max(6.0, 0.32 * len(groups) + 3.0), 4.2), layout="constrained")
+    """Channels per searchable group, one line per sub-network, over the full network's sizes.
+
+    The x axis names each group by its first layer (as ``net.space.describe()`` does), so the
+    plot can be read against the model. The full network is drawn as grey bars behind the lines,
+    so a front point at full width (identical to it) cannot hide it; each line is shifted
+    sideways by a small step and has its own marker, so points with equal channels stay visible.
+    """
+    return _save(widths_figure(groups, sizes, lines, title), path)
+
+
+def widths_figure(
+    groups: Sequence[str], sizes: Sequence[int], lines: Sequence[WidthLine], title: str = ""
+) -> Figure:
+    """The figure :func:`plot_widths` writes (for tests and notebooks)."""
+    n = len(groups)
+    fig = Figure(figsize=(max(6.0, 0.42 * n + 3.0), 4.8), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    x = list(range(len(groups)))
-    ax.plot(x, list(sizes), ls="--", color="0.6", label="full network")
-    for line in lines:
-        ax.plot(x, list(line.channels), marker="o", ms=3.5, label=line.label)
+    x = list(range(n))
+    ax.bar(x, list(sizes), width=0.8, color="0.88", edgecolor="0.6", label="full network", zorder=1)
+    step = 0.5 / max(1, len(lines))
+    markers = "osD^vP*Xh<>"
+    for k, line in enumerate(lines):
+        shift = (k - (len(lines) - 1) / 2) * step
+        ax.plot([i + shift for i in x], list(line.channels), marker=markers[k % len(markers)],
+                ms=4, lw=1.2, label=line.label, zorder=3 + k)  # fmt: skip
     ax.set_xticks(x)
-    ax.set_xticklabels([f"{i}" for i in x], fontsize=7)
-    ax.set_xlabel("channel group")
+    ax.set_xticklabels(list(groups), rotation=60, ha="right", fontsize=7)
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xlabel("channel group (its first layer)")
     ax.set_ylabel("channels")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return fig
 
 
 def _save(fig: Figure, path: str | Path) -> Path:

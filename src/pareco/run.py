@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from pareco.build import build_data, build_net
-from pareco.checkpoint import CheckpointError, load_checkpoint
+from pareco.checkpoint import CheckpointError, has_checkpoint, load_checkpoint
 from pareco.config import TrainConfig
 from pareco.recalibrate import recalibration_batches
 from pareco.slim import SlimmableNet
@@ -66,9 +66,16 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Run:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise RunError(f"{run_dir} is not a pareco run directory (no config.json)")
-    config = TrainConfig.from_dict(read_config_file(run_dir / "config.json"))
+    values = read_config_file(run_dir / "config.json")
+    values["out"] = str(run_dir)  # relocatable: the folder is where the run is now
+    config = TrainConfig.from_dict(values)
+    if not has_checkpoint(run_dir):
+        raise RunError(
+            f"{run_dir} holds no checkpoint: its training never saved one; train it first "
+            f"(pareco train --restart --out {run_dir} ...)"
+        )
     try:
-        state = load_checkpoint(run_dir, map_location=device)
+        state = load_checkpoint(run_dir, map_location=device, repair=False)
     except CheckpointError as err:
         raise RunError(str(err)) from None
     sources = _SOURCES.get(run_dir.resolve())

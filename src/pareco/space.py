@@ -79,7 +79,14 @@ class WidthSpace:
         Raises:
             ValueError: wrong shape, NaN, or a value out of range.
         """
-        a = torch.as_tensor(alpha, dtype=torch.float64)
+        if isinstance(alpha, (str, bytes)):
+            raise ValueError(f"alpha must be numbers (one multiplier per group), got {alpha!r}")
+        try:
+            a = torch.as_tensor(alpha, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(
+                f"alpha must be numbers (one multiplier per group), got {alpha!r}"
+            ) from None
         if a.ndim not in (1, 2) or a.shape[-1] != self.dim:
             raise ValueError(
                 f"alpha must have shape ({self.dim},) or (n, {self.dim}) — one multiplier per "

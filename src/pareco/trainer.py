@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pareco import distributed
+from pareco import distributed, rundir
 from pareco.build import build_data, build_net
-from pareco.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
+from pareco.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pareco.config import TrainConfig, write_config
 from pareco.evaluate import evaluate, score_widths
 from pareco.metrics import MetricsWriter
@@ -74,7 +74,10 @@ class Trainer:
 
     Args:
         config: the run's configuration (``config.out`` is the run directory).
-        resume: continue the run in ``config.out`` from its checkpoint.
+        resume: continue the run in ``config.out`` from its checkpoint (a ``config.lr`` that
+            differs from the run's continues at that learning rate, recorded in config.json
+            and metrics.jsonl).
+        restart: start again in ``config.out``, setting its old run aside (``replaced-N/``).
         progress: show tqdm progress bars.
         data: the data to train on instead of the one ``config`` names (``pareco.fit`` passes
             a user's loaders here).
@@ -84,6 +87,9 @@ class Trainer:
             and decay of ``config``.
         loss_fn: ``(logits, targets) -> loss`` of the largest network instead of cross-entropy
             with ``config.label_smoothing``.
+
+    The run directory is locked (:class:`pareco.rundir.RunLock`) until :meth:`fit` ends or
+    :meth:`close` is called.
     """
 
     def __init__(
@@ -91,6 +97,7 @@ class Trainer:
         config: TrainConfig,
         *,
         resume: bool = False,
+        restart: bool = False,
         progress: bool = True,
         data: Any = None,
         net: SlimmableNet | None = None,
@@ -101,16 +108,24 @@ class Trainer:
         self.config = config
         self.run_dir = Path(config.out)
         self.progress = progress
-        has_checkpoint = (self.run_dir / CHECKPOINT).exists()
-        if resume and not has_checkpoint:
-            raise RunError(
-                f"--resume: {self.run_dir} holds no {CHECKPOINT}; start the run without --resume"
-            )
-        if not resume and has_checkpoint:
-            raise RunError(
-                f"{self.run_dir} already holds a run: pass --resume to continue it, "
-                "or choose another --out"
-            )
+        self.lock = rundir.claim(self.run_dir, resume=resume, restart=restart)
+        self.stop = rundir.StopSignals()
+        try:
+            self._setup(resume, data, net, optimizer, scheduler, loss_fn)
+        except BaseException:
+            self.close()  # a run that cannot start leaves the folder free
+            raise
+
+    def _setup(
+        self,
+        resume: bool,
+        data: Any,
+        net: SlimmableNet | None,
+        optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None,
+        scheduler: Callable[[torch.optim.Optimizer], Any] | None,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None,
+    ) -> None:
+        config = self.config
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device)
@@ -134,6 +149,12 @@ class Trainer:
             raise RunError(
                 f"--batch-size {config.batch_size} (the global batch) must divide by the "
                 f"{self.world} processes"
+            )
+        train = getattr(self.data, "train", None)  # a user's loaders (pareco.fit) have no split
+        if train is not None and config.batch_size > len(train):
+            raise RunError(
+                f"--batch-size {config.batch_size} is larger than the {len(train)} "
+                "training images: choose a smaller batch"
             )
         shard = (self.rank, self.world) if self.dist.enabled else None
         self.loader = self.data.train_loader(
@@ -186,13 +207,32 @@ class Trainer:
         self.step = 0
         self.finished = False
         self.train_seconds = 0.0
+        self.last_save = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        lr_change = None
         if resume:
-            self._restore()
+            if not self.is_main:  # rank 0 first: it may repair the checkpoint files
+                distributed.barrier(self.dist)
+            lr_change = self._restore()
+            if self.is_main:
+                distributed.barrier(self.dist)
+            if self.is_main:  # the steps after the checkpoint are trained (and logged) again
+                rundir.truncate_metrics(self.run_dir, self.step)
         elif self.is_main:
             write_config(config, self.run_dir / "config.json")
             (self.run_dir / "history.jsonl").unlink(missing_ok=True)
-        self.metrics = MetricsWriter(self.run_dir, enabled=self.is_main)
+        self.metrics = MetricsWriter(
+            self.run_dir, enabled=self.is_main, purge_step=self.step + 1 if resume else None
+        )
+        if lr_change is not None and self.is_main:
+            write_config(config, self.run_dir / "config.json")
+            self.metrics.note(self.step, {"event": "lr_changed", "from": lr_change[0],
+                                          "to": lr_change[1]})  # fmt: skip
+
+    def close(self) -> None:
+        """Let another process write the run directory (the lock also goes when this one ends)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def describe(self) -> str:
         cfg, space = self.config, self.net.space
@@ -273,20 +313,39 @@ class Trainer:
         """Loss of each width (``n x dim``) on the fixed calibration batch, ``n``.
 
         Under torchrun every rank calls this together: rank 0 passes the widths, the others None;
-        each scores its share and rank 0 gets all the losses.
+        each scores its share and rank 0 gets all the losses. A non-finite network or loss stops
+        the run here, before the search's proposal round can take it in.
         """
         if not self.dist.enabled:
-            return self._score_local(alphas)
-        alphas = distributed.broadcast_alphas(alphas, self.dist, self.net.space.dim, self.device)
-        local = self._score_local(alphas[self.rank :: self.world])
-        return distributed.gather_scores(local, len(alphas), self.dist, self.device)
+            losses = self._score_local(alphas)
+        else:
+            alphas = distributed.broadcast_alphas(
+                alphas, self.dist, self.net.space.dim, self.device
+            )
+            local = self._score_local(alphas[self.rank :: self.world])
+            losses = distributed.gather_scores(local, len(alphas), self.dist, self.device)
+        if self.is_main:
+            rundir.check_finite(self.net, self.step, self.run_dir, losses=losses,
+                                when="before a proposal round")  # fmt: skip
+        return losses
 
     def _score_local(self, alphas: Tensor) -> Tensor:
         return score_widths(self.net, alphas, [self.batches.calib], self._forward)
 
     # --- the loop -----------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train to the end (or from where the checkpoint left off), then evaluate."""
+        """Train to the end (or from where the checkpoint left off), then evaluate.
+
+        SIGINT/SIGTERM end the current step, save a checkpoint and raise
+        :class:`pareco.rundir.Interrupted`. The run directory's lock is released on return.
+        """
+        try:
+            with self.stop:
+                return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> dict[str, Any]:
         cfg = self.config
         self.net.train()
         last_log = time.perf_counter()
@@ -309,9 +368,8 @@ class Trainer:
                 self.train_seconds += time.perf_counter() - start
                 if not all(math.isfinite(v) for v in losses.values()):
                     raise NonFiniteLoss(
-                        f"the loss became {losses} at step {self.step} (epoch {epoch}); the "
-                        f"last good checkpoint in {self.run_dir} is intact: --resume retries "
-                        "from it, or start again with a lower --lr"
+                        f"the loss became {losses} at step {self.step} (epoch {epoch}); "
+                        f"{rundir.last_good(self.run_dir)}"
                     )
                 self.step += 1
                 imgs_since_log += x.shape[0] * self.world
@@ -333,8 +391,11 @@ class Trainer:
                     if bar is not None:
                         bar.set_postfix(loss=f"{losses['loss_full']:.3f}", img_s=f"{img_s:.0f}")
                     last_log, imgs_since_log = now, 0
-                if self.step % cfg.checkpoint_every == 0 and self.step < self.total_steps:
+                due = time.monotonic() - self.last_save >= 60 * cfg.checkpoint_minutes
+                if (self.step % cfg.checkpoint_every == 0 or due) and self.step < self.total_steps:
                     self.save()
+                if self.stop.received is not None:
+                    self._stop_on_signal()
                 if self.step >= self.total_steps:
                     break
             if bar is not None:
@@ -347,6 +408,7 @@ class Trainer:
                 )
             self.save()
         self.finished = True
+        self.stop.restore()  # Ctrl-C during the final evaluation stops at once
         if isinstance(self.sampler, ParecoSampler) and self.is_main:
             self.sampler.flush()
         self.save()
@@ -400,12 +462,30 @@ class Trainer:
         }
 
     def save(self) -> None:
+        """Checkpoint the run (main process), after checking every weight, buffer and momentum
+        is finite: a diverged state never replaces a good checkpoint."""
         if self.is_main:
+            rundir.check_finite(self.net, self.step, self.run_dir, optimizer=self.optimizer)
             save_checkpoint(self.state_dict(), self.run_dir)
+        self.last_save = time.monotonic()
 
-    def _restore(self) -> None:
+    def _stop_on_signal(self) -> None:
+        self.save()
+        raise rundir.Interrupted(
+            f"stopped by {self.stop.name} at step {self.step}: checkpoint saved in "
+            f"{self.run_dir}; continue with pareco train --resume --out {self.run_dir}",
+            self.stop.received,
+        )
+
+    def _restore(self) -> tuple[float, float] | None:
+        """Load the checkpoint; returns (old, new) learning rate when ``config.lr`` changes it."""
         try:
-            state = load_checkpoint(self.run_dir, map_location=self.device)
+            state = load_checkpoint(
+                self.run_dir,
+                map_location=self.device,
+                repair=self.is_main,
+                report=None if self.is_main else lambda line: None,  # rank 0 says it once
+            )
         except CheckpointError as err:
             raise RunError(str(err)) from None
         try:
@@ -426,6 +506,22 @@ class Trainer:
         self.train_seconds = float(state.get("train_seconds", 0.0))
         if self.is_main:
             _set_rng_state(state["rng"])
+        return self._change_lr(self.config.learning_rate)
+
+    def _change_lr(self, lr: float) -> tuple[float, float] | None:
+        """Scale the restored schedule to peak learning rate ``lr`` (recovering from a divergence
+        by resuming at a lower rate); the schedule's shape and position are kept."""
+        if not hasattr(self.scheduler, "base_lrs"):  # a user's own scheduler: theirs to change
+            return None
+        old = float(self.scheduler.base_lrs[0])
+        if math.isclose(old, lr, rel_tol=1e-12):
+            return None
+        for group in self.optimizer.param_groups:
+            group["lr"] *= lr / old
+            group["initial_lr"] = lr
+        self.scheduler.base_lrs = [lr for _ in self.scheduler.base_lrs]
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        return old, lr
 
 
 def format_uniform_table(rows: list[dict[str, Any]]) -> str:
