@@ -92,6 +92,7 @@ def _search_stats(run_dir: Path) -> dict[str, Any]:
 
 def evaluate_seed(root: Path, seed: int, summaries: Path = SUMMARIES) -> None:
     from pareco.front import Candidate, build_front, ensure_front, open_run, uniform_sweep
+    from pareco.samplers import rescoring_images
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -142,6 +143,13 @@ def evaluate_seed(root: Path, seed: int, summaries: Path = SUMMARIES) -> None:
         if (d / "search.json").exists():
             info["search_seconds"] = json.loads((d / "search.json").read_text())["seconds"]
         info.update(_search_stats(d))
+        config = json.loads((d / "config.json").read_text())
+        if "proposals" in info and config["method"] == "pareco":
+            info["scoring_images"] = rescoring_images(
+                info["proposals"], config["num_sampled"], config["calib_size"]
+            )
+        elif "proposals" in info:  # TwoStage: every candidate scored once on 2 training batches
+            info["scoring_images"] = info["proposals"] * 2 * config["batch_size"]
         summary["runs"][d.name] = info
     summary["evaluate_seconds"] = time.perf_counter() - start
     summaries.mkdir(parents=True, exist_ok=True)
@@ -169,6 +177,20 @@ def paired(diffs: list[float]) -> dict[str, Any]:
     p_sign = stats.binomtest(negative, nonzero, 0.5).pvalue if nonzero else 1.0
     return {"n": n, "mean": mean, "ci95": [mean - half, mean + half], "negative": negative,
             "sign_test_p": p_sign}  # fmt: skip
+
+
+def _finding(what: str, p: dict[str, Any]) -> str:
+    """One plain sentence on what a paired difference shows, and what it does not."""
+    lo, hi = p["ci95"]
+    if p["n"] < 2:
+        return f"- {what}: one seed, no interval; nothing is claimed."
+    if hi < 0:
+        verdict = "a is better: the 95% interval lies below 0"
+    elif lo > 0:
+        verdict = "b is better: the 95% interval lies above 0"
+    else:
+        verdict = "not separated: the 95% interval contains 0"
+    return f"- {what}: {verdict} ({p['negative']} of {p['n']} seeds favour a, sign test p = {p['sign_test_p']:.3f})."
 
 
 def _pm(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -218,6 +240,7 @@ def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") 
             ]
             cells += [_pm([m["accuracy_at"][str(b)] for m in ms], 100) for b in BUDGETS]
             out.append("| " + " | ".join(cells) + " |")
+        findings = []
         out += ["", "Paired AUC differences (a − b; negative: a is better):", ""]
         out += [
             "| contrast | mean | 95% interval | seeds a better | sign test p |",
@@ -231,15 +254,17 @@ def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") 
                 f"| {what} | {p['mean']:+.4f} | [{lo95:+.4f}, {hi95:+.4f}] | "
                 f"{p['negative']}/{p['n']} | {p['sign_test_p']:.3f} |"
             )
-        out.append("")
+            findings.append(_finding(what, p))
+        out += ["", *findings, ""]
     out += ["## Wall time and search statistics", "",
-            "| run | train (s) | stage two (s) | proposals | GP proposals hit ±0.02 |",
-            "|---|---|---|---|---|"]  # fmt: skip
+            "| run | train (s) | stage two (s) | proposals | scoring images | GP proposals hit ±0.02 |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
     for s in summaries:
         for name, info in sorted(s["runs"].items()):
             hits = f"{info['gp_hits']}/{info['gp_proposals']}" if info.get("gp_proposals") else "–"
             stage2 = f"{info['search_seconds']:.0f}" if "search_seconds" in info else "–"
             out.append(f"| {name} | {info['train_seconds']:.0f} | {stage2} | "
-                       f"{info.get('proposals', '–')} | {hits} |")  # fmt: skip
+                       f"{info.get('proposals', '–')} | {info.get('scoring_images', '–')} | "
+                       f"{hits} |")  # fmt: skip
     page.write_text("\n".join(out) + "\n")
     print("\n".join(out))
