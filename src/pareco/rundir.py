@@ -81,7 +81,12 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
+            import fcntl
+
+            # Unlock explicitly: forked children (DataLoader workers) share the open file, so
+            # closing this descriptor alone would leave the lock held while they live.
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
             self._fd = None
 
     def __del__(self) -> None:
