@@ -45,7 +45,8 @@ def from_run(run_dir: str, cost: str | None):
 
     run = open_run(run_dir)
     metric = cost or run.config.cost
-    records = [r for r in read_history(Path(run_dir) / "history.jsonl") if math.isfinite(r["loss"])]
+    history = read_history(Path(run_dir) / "history.jsonl")
+    records = [r for r in history if r.get("loss") is not None and math.isfinite(r["loss"])]
     alphas = torch.tensor([r["alpha"] for r in records], dtype=torch.float64)
     losses = torch.tensor([r["loss"] for r in records], dtype=torch.float64)
     return alphas, losses, lambda a: run.net.cost_ratio(a, metric).to(torch.float64)
