@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from models_for_tests import (
     CUSTOM,
+    BlockerNet,
     ConcatNet,
     DataDependentNet,
     HardCodedViewNet,
@@ -183,9 +184,35 @@ def test_untraceable_model_gives_clear_error():
         pareco.slim(DataDependentNet(), torch.randn(1, 3, 8, 8))
 
 
-def test_channel_concat_names_the_node_and_suggests_ignored():
-    with pytest.raises(SlimError, match=r"node 'cat'.*ignored=\['a', 'b'\]"):
-        pareco.slim(ConcatNet(), torch.randn(1, 3, 8, 8))
+def test_channel_concat_slims_segment_by_segment():
+    x = torch.randn(2, 3, 8, 8)
+    net = pareco.slim(ConcatNet(), x[:1]).eval()
+    assert [g.name for g in net.space.groups] == ["a", "b", "c"]
+    alpha = torch.tensor([0.5, 0.5, 1.0], dtype=torch.float64)
+    c = net.module.get_submodule("c")
+    with net.widths(alpha):
+        assert c.weight.shape == (8, 2 + 3, 1, 1)  # 2 of a's 4 channels, 3 of b's 6
+        expected = net(x)
+    torch.testing.assert_close(net.export(alpha)(x), expected)
+
+
+def test_every_blocker_is_listed_at_once():
+    with pytest.raises(SlimError) as info:
+        pareco.slim(BlockerNet(), torch.randn(1, 3, 8, 8))
+    message = str(info.value)
+    assert "2 operation(s)" in message
+    assert "cumsum" in message and "flip" in message
+    assert "ignored=['a', 'b']" in message and "ignored='auto'" in message
+    assert "models_for_tests.py" in message  # the source line of each blocker
+
+
+def test_auto_keeps_blockers_at_full_width_and_says_so():
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.warns(UserWarning, match=r"kept 2 operation\(s\).*cumsum.*flip"):
+        net = pareco.slim(BlockerNet(), x, ignored="auto")
+    assert [g.name for g in net.space.groups] == ["c", "d"]
+    assert sum("ignored='auto'" in n for n in net.notes) == 2
+    assert "note:" in net.describe()
 
 
 def test_ignored_layers_make_concat_slimmable():
