@@ -218,7 +218,8 @@ def _capture(sub: nn.Module, args: tuple, kwargs: dict) -> torch.export.Exported
                 return {0: batch} if isinstance(t, Tensor) and t.ndim else None
 
             try:
-                shapes = pytree.tree_map(spec, (a2, k2))
+                bound = inspect.signature(sub.forward).bind(*a2, **k2).arguments
+                shapes = {name: pytree.tree_map(spec, value) for name, value in bound.items()}
                 return torch.export.export(sub, a2, k2, dynamic_shapes=shapes, strict=False)
             except Exception:
                 return torch.export.export(sub, args, kwargs, strict=False)

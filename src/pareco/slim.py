@@ -96,7 +96,7 @@ _BN = {
 _NO_FLOPS = _KEEP | _POOL | _REDUCE | _RESHAPE | _NEW | _BN
 
 
-def _flop_counter() -> FlopCounterMode:
+def flop_counter() -> FlopCounterMode:
     """``FlopCounterMode`` that also counts CPU attention (torch's registry names the CUDA kernels
     only), so that a model with attention is priced, not silently undercounted."""
     from torch.utils.flop_counter import sdpa_flop_count
@@ -1332,7 +1332,7 @@ def _constant_flops(walk: _Discovery) -> float:
         args = fx.node.map_arg(node.args, real)
         kwargs = fx.node.map_arg(node.kwargs, real)
         try:
-            with torch.no_grad(), _flop_counter() as counter:
+            with torch.no_grad(), flop_counter() as counter:
                 node.target(*args, **kwargs)
             total += counter.get_total_flops()
         except Exception:  # the check in slim() compares the total with the real model
@@ -1348,7 +1348,7 @@ def _leaves(out: Any) -> list[Tensor]:
 
 
 def _count(module: nn.Module, args: tuple, kwargs: dict) -> tuple[float, Any]:
-    with torch.no_grad(), _flop_counter() as counter:
+    with torch.no_grad(), flop_counter() as counter:
         out = module(*args, **kwargs)
     return counter.get_total_flops() / 2, out
 
