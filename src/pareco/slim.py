@@ -57,6 +57,11 @@ _KEEP = {
     "softmax", "_softmax", "log_softmax", "_log_softmax", "zeros_like", "ones_like", "empty_like",
     "full_like", "rand_like", "randn_like", "bernoulli", "bernoulli_", "fill_", "zero_",
     "_safe_softmax", "dropout_", "copy_",
+    # activations (some in-place forms carry no pointwise tag)
+    "relu", "relu_", "relu6", "relu6_", "hardtanh", "hardtanh_", "hardswish", "hardswish_",
+    "hardsigmoid", "hardsigmoid_", "silu", "silu_", "gelu", "gelu_", "mish", "mish_", "elu",
+    "elu_", "leaky_relu", "leaky_relu_", "celu", "celu_", "selu", "selu_", "softplus",
+    "threshold", "threshold_", "log_sigmoid", "sigmoid", "sigmoid_", "tanh", "tanh_",
 }  # fmt: skip
 _POOL = {
     "max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "avg_pool1d",
@@ -326,8 +331,9 @@ class _Discovery:
                         for e in (i or {}).values():
                             self.g.mark_live(e, self.index[node])
             elif node.op == "output":
-                for leaf in pytree.tree_leaves(node.args):
-                    self.fix_all(self.tinfo(leaf), node, "the model's output")
+                for leaf in pytree.tree_leaves(node.args):  # the outputs keep their size
+                    for e in (self.tinfo(leaf) or {}).values():
+                        self.g.fix(e)
 
     def _placeholder(self, node: fx.Node) -> None:
         shape = self.shape(node)
@@ -954,12 +960,17 @@ class SlimmableNet(nn.Module):
             n = sum(c * per for c, per, _ in active(segs))
             value = (n,) if kind == "shape" else n
             setattr(module, attr, value)
-        for entry in per_module.values():  # sizes seen by code that reads them (and by tests)
+        for entry in per_module.values():  # sizes that forward() may read (timm's StdConv does)
             m = entry["m"]
             w = getattr(m, "weight", None) if "weight" in entry["cuts"] else None
-            if isinstance(w, Tensor) and w.ndim >= 2:
-                m.active_out = w.shape[0]
-                m.active_in = w.shape[1] * getattr(m, "groups", 1)
+            if not isinstance(w, Tensor) or w.ndim < 2:
+                continue
+            m.active_out = w.shape[0]
+            m.active_in = w.shape[1] * getattr(m, "groups", 1)
+            if isinstance(m, nn.modules.conv._ConvNd):
+                m.out_channels, m.in_channels = m.active_out, m.active_in
+            elif isinstance(m, nn.Linear):
+                m.out_features, m.in_features = m.active_out, m.active_in
         self._alpha = a.clone()
 
     @contextlib.contextmanager
