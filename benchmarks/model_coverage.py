@@ -34,9 +34,9 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-import pareco  # noqa: E402
-from pareco import models as zoo  # noqa: E402
-from pareco.slim import flop_counter  # noqa: E402
+import pareco
+from pareco import models as zoo
+from pareco.slim import flop_counter
 
 CLASSES = 10
 REALLY = 0.56
