@@ -264,3 +264,38 @@ def test_sliced_layers_get_gradients_only_inside_the_slice():
     assert g[c_out:].abs().sum() == 0 and g[:, c_in:].abs().sum() == 0
     net.zero_grad()
     net.eval()
+
+
+class _LinearOnly(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class _MostlyFixed(torch.nn.Module):
+    """A wide grouped conv (kept at full width) dominates a small searchable conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.small = torch.nn.Conv2d(3, 4, 1)
+        self.wide = torch.nn.Conv2d(4, 64, 1)
+        self.grouped = torch.nn.Conv2d(64, 64, 3, padding=1, groups=4)
+        self.fc = torch.nn.Linear(64, 2)
+
+    def forward(self, x):
+        return self.fc(self.grouped(self.wide(self.small(x))).mean((2, 3)))
+
+
+def test_nothing_to_search_is_said():
+    with pytest.warns(UserWarning, match="no searchable channel group"):
+        net = pareco.slim(_LinearOnly(), torch.randn(1, 6))
+    assert net.space.dim == 0 and "no searchable" in net.notes[-1]
+
+
+def test_a_tiny_saving_is_said():
+    with pytest.warns(UserWarning, match=r"keeps 9\d% of the MACs.*grouped conv"):
+        net = pareco.slim(_MostlyFixed(), torch.randn(1, 3, 8, 8))
+    assert net.space.dim == 1
