@@ -113,8 +113,7 @@ def test_concatenation_slices_each_segment():
     # stem and the three growth layers are four groups, read segment by segment by the norms
     names = [g.name for g in net.space.groups]
     assert names[:4] == ["stem", "layers.0.2", "layers.1.2", "layers.2.2"]
-    with net.widths(net.space.uniform(0.5)):
-        assert net.module.norm.weight.shape == (4 + 3 + 3 + 3,)
+    assert net.export(net.space.uniform(0.5)).norm.weight.shape == (4 + 3 + 3 + 3,)
 
 
 @pytest.mark.parametrize("name", ["chunk", "shuffle", "resnext", "groupnorm", "vit"])

@@ -2,15 +2,17 @@
 
 pareco does not replace a user's layers by its own. It gives each module that owns a sliced
 parameter or buffer a class derived from the module's own class in which that attribute is a
-*property*: reading ``self.weight`` returns the active slice of the full tensor. So the module's
-own ``forward`` runs unchanged — a timm ``BatchNormAct2d``, a ``class MyConv(nn.Conv2d)`` or a
-functional ``F.conv2d(x, self.weight)`` all compute the sub-network — while ``state_dict()``,
-``parameters()`` and optimizers keep seeing the full tensors (they read ``_parameters``).
+*property*: while the slimmable network runs forward, reading ``self.weight`` returns the active
+slice of the full tensor. So the module's own ``forward`` runs unchanged — a timm
+``BatchNormAct2d``, a ``class MyConv(nn.Conv2d)`` or a functional ``F.conv2d(x, self.weight)`` all
+compute the sub-network — while ``state_dict()``, ``parameters()``, optimizers, and any code that
+reads the attribute outside forward (BN recalibration, DDP statistics) see the full tensors.
 
 Slicing rather than masking matters: a masked channel still carries its BatchNorm bias into the
 next layer; a sliced one does not exist. A dimension is cut to a prefix (a view, so in-place
 updates such as BatchNorm's running statistics land in the full buffer) or, after a channel
 concatenation, gathered segment by segment; a gathered buffer is written back after forward.
+
 """
 
 from __future__ import annotations
@@ -26,11 +28,18 @@ DimSlice = int | Tensor
 _CLASS_CACHE: dict[tuple[type, tuple[str, ...]], type] = {}
 
 
+class SliceSwitch:
+    """Shared by the sliceable modules of one network: slices are read only while it is on."""
+
+    def __init__(self) -> None:
+        self.active = False
+
+
 def _sliced_getter(name: str):
     def get(self: nn.Module) -> Tensor | None:
         full = self._parameters.get(name) if name in self._parameters else self._buffers.get(name)
         cuts = self.__dict__["_pareco_cuts"].get(name)
-        if full is None or not cuts or self.__dict__.get("_pareco_full", False):
+        if full is None or not cuts or not self.__dict__["_pareco_switch"].active:
             return full
         cache = self.__dict__["_pareco_gathered"]
         if name in cache:
@@ -50,7 +59,8 @@ def _sliced_getter(name: str):
     return property(get)
 
 
-def _write_back(module: nn.Module, args: Any, output: Any) -> None:
+def write_back(module: nn.Module) -> None:
+    """Copy gathered buffers (updated in place by forward: BN statistics) into the full ones."""
     cache = module.__dict__["_pareco_gathered"]
     for name, (t, dim, index) in cache.items():
         with torch.no_grad():
@@ -58,16 +68,7 @@ def _write_back(module: nn.Module, args: Any, output: Any) -> None:
     cache.clear()
 
 
-def _reset_running_stats(self: nn.Module) -> None:
-    """BatchNorm's reset acts on the full buffers, not on the active slice."""
-    self.__dict__["_pareco_full"] = True
-    try:
-        self.__dict__["_pareco_base"].reset_running_stats(self)
-    finally:
-        self.__dict__["_pareco_full"] = False
-
-
-def make_sliceable(module: nn.Module, names: tuple[str, ...]) -> nn.Module:
+def make_sliceable(module: nn.Module, names: tuple[str, ...], switch: SliceSwitch) -> nn.Module:
     """Give ``module`` a class in which the tensors ``names`` are read through their slices.
 
     The parameters stay where they are (no copy); :func:`set_cuts` chooses the slices.
@@ -77,14 +78,11 @@ def make_sliceable(module: nn.Module, names: tuple[str, ...]) -> nn.Module:
     key = (base, names)
     if key not in _CLASS_CACHE:
         attrs: dict[str, Any] = {name: _sliced_getter(name) for name in names}
-        if hasattr(base, "reset_running_stats"):
-            attrs["reset_running_stats"] = _reset_running_stats
         _CLASS_CACHE[key] = type(base.__name__, (base,), attrs)
     if "_pareco_base" not in module.__dict__:
         module.__dict__["_pareco_cuts"] = {}
         module.__dict__["_pareco_gathered"] = {}
-        # keep the hook's id, not its handle: a deep copy of a handle still points at the original
-        module.__dict__["_pareco_hook"] = module.register_forward_hook(_write_back).id
+    module.__dict__["_pareco_switch"] = switch
     module.__dict__["_pareco_base"] = base
     module.__dict__["_pareco_names"] = names
     module.__class__ = _CLASS_CACHE[key]
@@ -118,13 +116,16 @@ def to_plain(module: nn.Module) -> None:
     with its size attributes (``in_channels``, ``num_features``...) made to match."""
     if not is_sliceable(module):
         return
-    dense = {name: getattr(module, name) for name in module.__dict__["_pareco_names"]}
-    module._forward_hooks.pop(module.__dict__["_pareco_hook"], None)
+    switch = module.__dict__["_pareco_switch"]
+    switch.active, before = True, switch.active
+    try:
+        dense = {name: getattr(module, name) for name in module.__dict__["_pareco_names"]}
+    finally:
+        switch.active = before
     base = module.__dict__["_pareco_base"]
     for key in ("_pareco_base", "_pareco_names", "_pareco_cuts", "_pareco_gathered"):
         module.__dict__.pop(key, None)
-    module.__dict__.pop("_pareco_hook", None)
-    module.__dict__.pop("_pareco_full", None)
+    module.__dict__.pop("_pareco_switch", None)
     module.__class__ = base
     for name, t in dense.items():
         if t is None:

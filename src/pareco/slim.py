@@ -40,7 +40,7 @@ from torch.utils import _pytree as pytree
 from torch.utils.flop_counter import FlopCounterMode
 
 from pareco.cost import CostModel, Factor, Polynomial, normalize_metric
-from pareco.layers import is_sliceable, make_sliceable, set_cuts, to_plain
+from pareco.layers import SliceSwitch, is_sliceable, make_sliceable, set_cuts, to_plain, write_back
 from pareco.space import ChannelGroup, WidthSpace
 
 
@@ -904,9 +904,12 @@ class SlimmableNet(nn.Module):
         costs: CostModel,
         example: tuple[tuple, dict],
         notes: list[str],
+        switch: SliceSwitch,
     ) -> None:
         super().__init__()
         self.module = module
+        self._switch = switch
+        self._sliceable = [m for m in module.modules() if is_sliceable(m)]
         self.space = space
         self.notes = list(notes)
         first = next((t for t in pytree.tree_leaves(example) if isinstance(t, Tensor)), None)
@@ -920,7 +923,22 @@ class SlimmableNet(nn.Module):
         self.set_widths(self._alpha)
 
     def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
+        with self._slicing():
+            return self.module(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _slicing(self) -> Iterator[None]:
+        """Parameters read as their active slices (only inside forward: code that reads them
+        elsewhere, such as BN recalibration, sees the full tensors)."""
+        before = self._switch.active
+        self._switch.active = True
+        try:
+            yield
+        finally:
+            self._switch.active = before
+            if not before:
+                for m in self._sliceable:
+                    write_back(m)
 
     # --- widths ---------------------------------------------------------------------------
     @property
@@ -962,7 +980,8 @@ class SlimmableNet(nn.Module):
             setattr(module, attr, value)
         for entry in per_module.values():  # sizes that forward() may read (timm's StdConv does)
             m = entry["m"]
-            w = getattr(m, "weight", None) if "weight" in entry["cuts"] else None
+            with self._slicing():
+                w = getattr(m, "weight", None) if "weight" in entry["cuts"] else None
             if not isinstance(w, Tensor) or w.ndim < 2:
                 continue
             m.active_out = w.shape[0]
@@ -1275,8 +1294,9 @@ def _build(
                 label = owner or fqn
                 if target is not None and r in target and label not in target[r]:
                     target[r].append(label)
+    switch = SliceSwitch()
     for owner, tensors in by_module.items():
-        make_sliceable(model.get_submodule(owner), tuple(tensors))
+        make_sliceable(model.get_submodule(owner), tuple(tensors), switch)
     attrs = []
     for owner, attr, e, kind in walk.attrs:
         s = segs(e)
@@ -1293,7 +1313,7 @@ def _build(
         min_multiplier=min_multiplier,
         round_to=round_to,
     )
-    return SlimmableNet(model, space, cuts, attrs, costs, example, notes + walk.notes)
+    return SlimmableNet(model, space, cuts, attrs, costs, example, notes + walk.notes, switch)
 
 
 def _cost_terms(walk: _Discovery):
