@@ -21,8 +21,10 @@ models are not in the list; timm is imported as in ``tests/timm_without_torchvis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
+import signal
 import sys
 import time
 import warnings
@@ -40,6 +42,7 @@ from pareco.slim import flop_counter
 
 CLASSES = 10
 REALLY = 0.56
+TP_SECONDS = 120  # Torch-Pruning gets this long per model (it loops on some graphs)
 
 
 @dataclass
@@ -127,6 +130,22 @@ def zoo_cases() -> list[Case]:
     ]
 
 
+@contextlib.contextmanager
+def time_limit(seconds: int):
+    """Stop a call that runs longer than ``seconds`` (reported as a timeout, not a result)."""
+
+    def stop(signum, frame):
+        raise TimeoutError(f"over {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _call(case: Case, module: nn.Module, x: torch.Tensor):
     out = module(pixel_values=x) if case.kwargs else module(x)
     return out[0] if case.kwargs else out
@@ -189,7 +208,7 @@ def run_torch_pruning(case: Case, model: nn.Module, x: torch.Tensor) -> dict:
     heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == CLASSES]
     heads += [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels == CLASSES]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), time_limit(TP_SECONDS):
             warnings.simplefilter("ignore")
             pruner = tp.pruner.MetaPruner(
                 model,
