@@ -42,6 +42,7 @@ from pareco.slim import flop_counter
 
 CLASSES = 10
 REALLY = 0.56
+EXPORT = False
 TP_SECONDS = 120  # Torch-Pruning gets this long per model (it loops on some graphs)
 
 
@@ -194,7 +195,40 @@ def run_pareco(case: Case, model: nn.Module, x: torch.Tensor) -> dict:
         ok &= net.cost(alpha, "params").item() == sum(p.numel() for p in sub.parameters())
         ok &= bool(torch.allclose(got, want, atol=1e-4, rtol=1e-4))
     row["check"] = "ok" if ok else "WRONG"
+    if EXPORT and net.space.dim:
+        row["export"] = check_export(case, net.export(net.space.uniform(0.5)).eval(), x)
     return row
+
+
+def check_export(case: Case, sub: nn.Module, x: torch.Tensor) -> str:
+    """Save + load (no pickled classes) and ONNX (onnxruntime), each compared with the sub-net."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from pareco import export
+
+    with torch.no_grad():
+        want = _call(case, sub, x)
+    done = []
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            export.save(sub, os.path.join(tmp, "m"))
+            loaded = export.load(os.path.join(tmp, "m"))
+            with torch.no_grad():
+                got = loaded(pixel_values=x)[0] if case.kwargs else loaded(x)
+            done.append("load" if torch.allclose(got, want, atol=1e-4, rtol=1e-4) else "load≠")
+        except Exception as err:
+            done.append(f"save failed ({str(err).splitlines()[0][:40]})")
+        try:
+            path = export.to_onnx(sub, x, os.path.join(tmp, "m.onnx"))
+            out = ort.InferenceSession(path).run(None, {"input": x.numpy()})[0]
+            close = torch.allclose(torch.from_numpy(out), want, atol=1e-3, rtol=1e-3)
+            done.append("onnx" if close else "onnx≠")
+        except Exception as err:
+            done.append(f"onnx failed ({str(err).splitlines()[0][:40]})")
+    return " + ".join(done)
 
 
 def run_torch_pruning(case: Case, model: nn.Module, x: torch.Tensor) -> dict:
@@ -231,7 +265,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="comma-separated model names (substrings)")
     parser.add_argument("--no-tp", action="store_true", help="skip Torch-Pruning")
+    parser.add_argument(
+        "--export", action="store_true", help="also save/load and ONNX the uniform 0.5 sub-network"
+    )
     args = parser.parse_args()
+    global EXPORT
+    EXPORT = args.export
     torch.set_num_threads(1)
     cases = timm_cases() + hf_cases() + zoo_cases()
     if args.only:
@@ -261,6 +300,8 @@ def main() -> None:
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
         tp_ratio = "-" if row.get("tp_ratio") is None else f"{row['tp_ratio']:.3f}"
         status = row["status"] + (f" ({row['note']})" if row["note"] else "")
+        if EXPORT:
+            status += f"; export: {row.get('export', '-')}"
         print(f"| {case.name} | {case.kind} | {case.size} | {status} | {row['groups']} | "
               f"{ratio} | {row.get('kept', '-')} | {row['check']} | {row.get('tp', '-')} "
               f"| {tp_ratio} |", flush=True)  # fmt: skip
@@ -282,6 +323,9 @@ def summarize(rows: list[dict], with_tp: bool) -> None:
           f"{len(rows) - len(slimmed)}")  # fmt: skip
     print(f"pareco really slimmable (MACs at uniform 0.5 <= {REALLY}): {len(really)}/{len(rows)}")
     print(f"pareco cost check failures (silently wrong): {len(wrong)}")
+    if EXPORT:
+        exported = [r for r in slimmed if r.get("export") == "load + onnx"]
+        print(f"pareco sub-networks saved, loaded and run in ONNX: {len(exported)}/{len(slimmed)}")
     if with_tp:
         pruned = [r for r in rows if r.get("tp") == "pruned"]
         tp_really = [r for r in pruned if r["tp_ratio"] <= REALLY]

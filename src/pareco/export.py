@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import io
 import json
 import logging
 import math
@@ -266,7 +267,8 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Modul
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                program = torch.export.load(path / "weights.pt")
+                # a buffer: torch.export warns about file names that do not end in .pt2
+                program = torch.export.load(io.BytesIO((path / "weights.pt").read_bytes()))
     except Exception as err:
         raise ExportError(f"{path} is damaged ({err}); export the model again") from err
     if arch.get("format") != FORMAT or arch.get("version") not in (_FX_VERSION, FORMAT_VERSION):
