@@ -797,6 +797,19 @@ class _Discovery:
         out = self._slice_like(node, dim, False, True)
         self.info[node] = [dict(out) for _ in self.val(node)]
 
+    def _op_roll(self, node: fx.Node) -> None:
+        """Rolls and flips move elements along their dimensions: fine away from channels (Swin's
+        shifted windows), a blocker on a searchable channel dimension."""
+        x = node.args[0]
+        xi, nd = self.tinfo(x) or {}, len(self.shape(x))
+        dims = self.args(node)["dims"]
+        dims = {d % nd for d in ([dims] if isinstance(dims, int) else dims or range(nd))}
+        if any(d in xi for d in dims):
+            return self._unknown(node, str(node.target.overloadpacket))
+        self.info[node] = dict(xi)
+
+    _op_flip = _op_roll
+
     def _op_cat(self, node: fx.Node) -> None:
         tensors = [t for t in node.args[0] if self.shape(t) is not None]
         out_shape = self.shape(node)
