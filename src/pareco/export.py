@@ -302,6 +302,8 @@ def to_onnx(sub: nn.Module, example_input: Tensor, path: str | Path, opset: int 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             batch = torch.export.Dim("batch", min=1)
+            if example_input.shape[0] == 1:  # a batch of 1 would be specialized: trace with 2
+                example_input = torch.cat([example_input, example_input])
             torch.onnx.export(
                 sub,
                 (example_input,),
