@@ -12,6 +12,9 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
 .venv/bin/python -m pip install -q -e ".[dev]"
+# timm's model code is plain PyTorch, but its metadata requires torchvision (a CUDA build here that
+# would replace the CPU torch): install it without dependencies; its light ones come with [models].
+.venv/bin/python -m pip install -q --no-deps "timm>=1.0.20,<1.1"
 
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -87,6 +87,25 @@ class ConcatNet(nn.Module):
         return self.fc(self.c(x).mean((2, 3)))
 
 
+class BlockerNet(nn.Module):
+    """Two operations on the channel axis that pareco does not follow (a cumulative sum and a
+    flip): both must be reported by one error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.c = nn.Conv2d(8, 16, 3, padding=1)
+        self.d = nn.Conv2d(16, 16, 1)
+        self.fc = nn.Linear(16, 2)
+
+    def forward(self, x):
+        x = torch.cumsum(self.a(x), dim=1)
+        x = torch.flip(self.b(x), [1])
+        x = self.d(F.relu(self.c(x)))
+        return self.fc(x.mean((2, 3)))
+
+
 class DataDependentNet(nn.Module):
     """Python control flow on a tensor value: torch.fx cannot trace it."""
 

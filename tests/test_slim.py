@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from models_for_tests import (
     CUSTOM,
+    BlockerNet,
     ConcatNet,
     DataDependentNet,
     HardCodedViewNet,
@@ -183,9 +184,34 @@ def test_untraceable_model_gives_clear_error():
         pareco.slim(DataDependentNet(), torch.randn(1, 3, 8, 8))
 
 
-def test_channel_concat_names_the_node_and_suggests_ignored():
-    with pytest.raises(SlimError, match=r"node 'cat'.*ignored=\['a', 'b'\]"):
-        pareco.slim(ConcatNet(), torch.randn(1, 3, 8, 8))
+def test_channel_concat_slims_segment_by_segment():
+    x = torch.randn(2, 3, 8, 8)
+    net = pareco.slim(ConcatNet(), x[:1]).eval()
+    assert [g.name for g in net.space.groups] == ["a", "b", "c"]
+    alpha = torch.tensor([0.5, 0.5, 1.0], dtype=torch.float64)
+    assert net.export(alpha).c.weight.shape == (8, 2 + 3, 1, 1)  # 2 of a's 4 channels, 3 of b's 6
+    with net.widths(alpha):
+        expected = net(x)
+    torch.testing.assert_close(net.export(alpha)(x), expected)
+
+
+def test_every_blocker_is_listed_at_once():
+    with pytest.raises(SlimError) as info:
+        pareco.slim(BlockerNet(), torch.randn(1, 3, 8, 8))
+    message = str(info.value)
+    assert "2 operation(s)" in message
+    assert "cumsum" in message and "flip" in message
+    assert "ignored=['a', 'b']" in message and "ignored='auto'" in message
+    assert "models_for_tests.py" in message  # the source line of each blocker
+
+
+def test_auto_keeps_blockers_at_full_width_and_says_so():
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.warns(UserWarning, match=r"kept 2 operation\(s\).*cumsum.*flip"):
+        net = pareco.slim(BlockerNet(), x, ignored="auto")
+    assert [g.name for g in net.space.groups] == ["c", "d"]
+    assert sum("ignored='auto'" in n for n in net.notes) == 2
+    assert "note:" in net.describe()
 
 
 def test_ignored_layers_make_concat_slimmable():
@@ -237,3 +263,38 @@ def test_sliced_layers_get_gradients_only_inside_the_slice():
     assert g[c_out:].abs().sum() == 0 and g[:, c_in:].abs().sum() == 0
     net.zero_grad()
     net.eval()
+
+
+class _LinearOnly(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class _MostlyFixed(torch.nn.Module):
+    """A wide grouped conv (kept at full width) dominates a small searchable conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.small = torch.nn.Conv2d(3, 4, 1)
+        self.wide = torch.nn.Conv2d(4, 64, 1)
+        self.grouped = torch.nn.Conv2d(64, 64, 3, padding=1, groups=4)
+        self.fc = torch.nn.Linear(64, 2)
+
+    def forward(self, x):
+        return self.fc(self.grouped(self.wide(self.small(x))).mean((2, 3)))
+
+
+def test_nothing_to_search_is_said():
+    with pytest.warns(UserWarning, match="no searchable channel group"):
+        net = pareco.slim(_LinearOnly(), torch.randn(1, 6))
+    assert net.space.dim == 0 and "no searchable" in net.notes[-1]
+
+
+def test_a_tiny_saving_is_said():
+    with pytest.warns(UserWarning, match=r"keeps 9\d% of the MACs.*grouped conv"):
+        net = pareco.slim(_MostlyFixed(), torch.randn(1, 3, 8, 8))
+    assert net.space.dim == 1

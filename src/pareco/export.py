@@ -1,16 +1,18 @@
 """A point of the front as a plain model: physically smaller layers, saved without pickled classes.
 
-An exported sub-network is a ``torch.fx.GraphModule`` built from torch's own layers. ``save`` writes
-it as two files in a directory — ``model.json`` (the graph and each layer's constructor arguments)
-and ``weights.pt`` (a ``state_dict``, loadable with ``weights_only=True``) — so ``load`` rebuilds it
-with nothing but torch and this file: no training code, no user classes.
+An exported sub-network (``net.export(alpha)``) is a copy of the user's model whose parameters are
+the active slices. ``save`` captures it with ``torch.export`` (an ATen graph, batch size left
+dynamic) and writes two files in a directory — ``model.json`` (format, inputs and ``meta``) and
+``weights.pt`` (the ``torch.export`` archive: the graph and its weights, no pickled code) — so
+``load`` rebuilds it with nothing but torch: no training code, no user classes. Version 1 files
+(an fx graph in ``model.json`` and a ``state_dict``) still load.
 """
 
 from __future__ import annotations
 
 import builtins
-import copy
 import inspect
+import io
 import json
 import logging
 import math
@@ -24,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 FORMAT = "pareco-subnet"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_FX_VERSION = 1  # model.json holds an fx graph of torch.nn layers, weights.pt a state_dict
 _FUNCTION_HOMES = {"operator": operator, "torch": torch, "torch.nn.functional": F,
                    "builtins": builtins, "math": math}  # fmt: skip
 
@@ -33,25 +36,24 @@ class ExportError(ValueError):
     """A sub-network that cannot be saved or loaded, with what to do."""
 
 
-def materialize(module: fx.GraphModule) -> fx.GraphModule:
-    """Copy a slimmable graph at its active widths, each slicing layer becoming a dense one."""
-    layers: dict[str, nn.Module] = {}
-    for node in module.graph.nodes:
-        if node.op == "call_module":
-            m = module.get_submodule(node.target)
-            layers[node.target] = m.to_dense() if hasattr(m, "to_dense") else copy.deepcopy(m)
-        elif node.op == "get_attr":
-            layers[node.target] = copy.deepcopy(_get_attr(module, node.target))
-    graph = copy.deepcopy(module.graph)
-    sub = fx.GraphModule(layers, graph, class_name="ParecoSubnet")
-    sub.train(module.training)
-    return sub
+class ParecoSubnet(nn.Module):
+    """A loaded sub-network: the graph ``torch.export`` captured, for inference.
 
+    ``torch.export``'s modules refuse ``.train()``/``.eval()``; the graph was captured in eval mode
+    (BatchNorm uses its statistics, dropout is off), so this wrapper only records the flag.
+    """
 
-def _get_attr(root: nn.Module, target: str) -> Any:
-    for part in target.split("."):
-        root = getattr(root, part)
-    return root
+    def __init__(self, program: nn.Module, meta: dict) -> None:
+        super().__init__()
+        self.program = program
+        self.meta = meta
+
+    def forward(self, *args, **kwargs):
+        return self.program(*args, **kwargs)
+
+    def train(self, mode: bool = True) -> ParecoSubnet:
+        self.training = mode
+        return self
 
 
 # --- architecture JSON -------------------------------------------------------------------------
@@ -134,7 +136,7 @@ def _module_spec(m: nn.Module) -> dict:
     return {"type": cls.__name__, "kwargs": kwargs}
 
 
-def architecture(sub: fx.GraphModule) -> dict:
+def architecture(sub: fx.GraphModule) -> dict:  # version 1, kept for files written by it
     """The JSON-able description of a sub-network's graph and layers."""
     modules, graph = {}, []
     for node in sub.graph.nodes:
@@ -156,8 +158,8 @@ def architecture(sub: fx.GraphModule) -> dict:
 
 def from_architecture(arch: dict) -> fx.GraphModule:
     """Rebuild an (untrained) sub-network from :func:`architecture`'s output."""
-    if arch.get("format") != FORMAT or arch.get("version") != FORMAT_VERSION:
-        raise ExportError(f"not a {FORMAT} v{FORMAT_VERSION} architecture file")
+    if arch.get("format") != FORMAT or arch.get("version") != _FX_VERSION:
+        raise ExportError(f"not a {FORMAT} v{_FX_VERSION} architecture file")
     layers = {}
     for name, spec in arch["modules"].items():
         cls = getattr(nn, spec["type"], None)
@@ -182,35 +184,101 @@ def from_architecture(arch: dict) -> fx.GraphModule:
 
 
 # --- files -------------------------------------------------------------------------------------
-def save(sub: fx.GraphModule, path: str | Path, meta: dict | None = None) -> Path:
+def _example(sub: nn.Module, example_input: Any) -> tuple[tuple, dict]:
+    if example_input is None:
+        example = getattr(sub, "_pareco_example", None)
+        if example is None:
+            raise ExportError(
+                "save() needs an example input for a model that net.export() did not make; "
+                "pass example_input="
+            )
+        return example
+    if isinstance(example_input, dict):
+        return (), dict(example_input)
+    if isinstance(example_input, (tuple, list)):
+        return tuple(example_input), {}
+    return (example_input,), {}
+
+
+def _capture(sub: nn.Module, args: tuple, kwargs: dict) -> torch.export.ExportedProgram:
+    """``torch.export`` in eval mode with a dynamic batch axis (static when the model needs it)."""
+    from torch.utils import _pytree as pytree
+
+    def twice(t: Any) -> Any:  # a batch of 1 would be specialized: trace with 2
+        return torch.cat([t, t]) if isinstance(t, Tensor) and t.ndim and t.shape[0] == 1 else t
+
+    was_training = sub.training
+    sub.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a2, k2 = pytree.tree_map(twice, (args, kwargs))
+            batch = torch.export.Dim("batch", min=1)
+
+            def spec(t: Any) -> Any:
+                return {0: batch} if isinstance(t, Tensor) and t.ndim else None
+
+            try:
+                bound = inspect.signature(sub.forward).bind(*a2, **k2).arguments
+                shapes = {name: pytree.tree_map(spec, value) for name, value in bound.items()}
+                return torch.export.export(sub, a2, k2, dynamic_shapes=shapes, strict=False)
+            except Exception:
+                return torch.export.export(sub, args, kwargs, strict=False)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ExportError(f"torch.export could not capture the sub-network: {first}") from err
+    finally:
+        sub.train(was_training)
+
+
+def save(
+    sub: nn.Module, path: str | Path, meta: dict | None = None, example_input: Any = None
+) -> Path:
     """Write ``sub`` to the directory ``path`` as ``model.json`` + ``weights.pt``.
 
     ``meta`` (widths, costs, accuracy...) is stored in ``model.json`` under ``"meta"``.
+    ``example_input`` is needed only for a model that ``net.export()`` did not produce.
+    Nothing is written unless the whole model could be captured.
     """
     path = Path(path)
-    arch = architecture(sub)
-    arch["meta"] = meta or {}
+    args, kwargs = _example(sub, example_input)
+    program = _capture(sub, args, kwargs)
+    arch = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "inputs": {"positional": len(args), "keywords": sorted(kwargs)},
+        "meta": meta or {},
+    }
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone() for k, v in sub.state_dict().items()}
-    _atomic_write(path / "weights.pt", lambda f: torch.save(state, f))
+    _atomic_write(path / "weights.pt", lambda f: torch.export.save(program, f))
     _atomic_write(path / "model.json", lambda f: f.write(json.dumps(arch, indent=1).encode()))
     return path
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> fx.GraphModule:
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a saved sub-network in eval mode, ready for inference."""
     path = Path(path)
     if not (path / "model.json").is_file() or not (path / "weights.pt").is_file():
         raise ExportError(f"{path} holds no exported model (expected model.json and weights.pt)")
     try:
         arch = json.loads((path / "model.json").read_text())
-        state = torch.load(path / "weights.pt", map_location=map_location, weights_only=True)
+        if arch.get("version") == _FX_VERSION:
+            state = torch.load(path / "weights.pt", map_location=map_location, weights_only=True)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                # a buffer: torch.export warns about file names that do not end in .pt2
+                program = torch.export.load(io.BytesIO((path / "weights.pt").read_bytes()))
     except Exception as err:
         raise ExportError(f"{path} is damaged ({err}); export the model again") from err
-    sub = from_architecture(arch)
-    sub.load_state_dict(state, strict=True)
-    sub.meta = arch.get("meta", {})
-    return sub.eval().to(map_location)
+    if arch.get("format") != FORMAT or arch.get("version") not in (_FX_VERSION, FORMAT_VERSION):
+        raise ExportError(f"{path} is not a {FORMAT} file of a version this pareco reads")
+    if arch["version"] == _FX_VERSION:
+        sub = from_architecture(arch)
+        sub.load_state_dict(state, strict=True)
+        sub.meta = arch.get("meta", {})
+        return sub.eval().to(map_location)
+    return ParecoSubnet(program.module(), arch.get("meta", {})).eval().to(map_location)
 
 
 def load_meta(path: str | Path) -> dict:
@@ -219,7 +287,10 @@ def load_meta(path: str | Path) -> dict:
 
 
 def to_onnx(sub: nn.Module, example_input: Tensor, path: str | Path, opset: int = 18) -> Path:
-    """Write ``sub`` as a self-contained ONNX file (weights inside) with a dynamic batch axis."""
+    """Write ``sub`` as a self-contained ONNX file (weights inside) with a dynamic batch axis.
+
+    The input is named ``input`` and the first output ``output``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = sub.training
@@ -231,6 +302,8 @@ def to_onnx(sub: nn.Module, example_input: Tensor, path: str | Path, opset: int 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             batch = torch.export.Dim("batch", min=1)
+            if example_input.shape[0] == 1:  # a batch of 1 would be specialized: trace with 2
+                example_input = torch.cat([example_input, example_input])
             torch.onnx.export(
                 sub,
                 (example_input,),

@@ -1,171 +1,155 @@
-"""Slicing layers: the first ``k`` channels of a full layer, exactly (never masks).
+"""Slicing where a parameter is read: the first ``k`` channels of a full layer, exactly (no masks).
 
-Each layer keeps the full parameters and two integers, ``active_in`` and ``active_out``, set by
-:meth:`pareco.slim.SlimmableNet.set_widths`. Slicing rather than masking matters: a masked channel
-still carries its BatchNorm bias into the next layer; a sliced one does not exist.
+pareco does not replace a user's layers by its own. It gives each module that owns a sliced
+parameter or buffer a class derived from the module's own class in which that attribute is a
+*property*: while the slimmable network runs forward, reading ``self.weight`` returns the active
+slice of the full tensor. So the module's own ``forward`` runs unchanged — a timm
+``BatchNormAct2d``, a ``class MyConv(nn.Conv2d)`` or a functional ``F.conv2d(x, self.weight)`` all
+compute the sub-network — while ``state_dict()``, ``parameters()``, optimizers, and any code that
+reads the attribute outside forward (BN recalibration, DDP statistics) see the full tensors.
+
+Slicing rather than masking matters: a masked channel still carries its BatchNorm bias into the
+next layer; a sliced one does not exist. A dimension is cut to a prefix (a view, so in-place
+updates such as BatchNorm's running statistics land in the full buffer) or, after a channel
+concatenation, gathered segment by segment; a gathered buffer is written back after forward.
+
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+# A dimension's active part: a prefix length, or the indices to gather.
+DimSlice = int | Tensor
 
-class SlimConv2d(nn.Conv2d):
-    """Conv2d whose input and output channels are sliced to the first ``active_in/out``.
+_CLASS_CACHE: dict[tuple[type, tuple[str, ...]], type] = {}
 
-    A depthwise conv (``groups == in == out``) slices both sides together.
+
+class SliceSwitch:
+    """Shared by the sliceable modules of one network: slices are read only while it is on."""
+
+    def __init__(self) -> None:
+        self.active = False
+
+
+def _sliced_getter(name: str):
+    def get(self: nn.Module) -> Tensor | None:
+        full = self._parameters.get(name) if name in self._parameters else self._buffers.get(name)
+        cuts = self.__dict__["_pareco_cuts"].get(name)
+        if full is None or not cuts or not self.__dict__["_pareco_switch"].active:
+            return full
+        cache = self.__dict__["_pareco_gathered"]
+        if name in cache:
+            return cache[name][0]
+        t = full
+        gathered = None
+        for dim, cut in cuts:
+            if isinstance(cut, int):
+                t = t.narrow(dim, 0, cut)
+            else:
+                t = t.index_select(dim, cut)
+                gathered = (dim, cut)
+        if gathered is not None and name in self._buffers:  # a copy: write it back after forward
+            cache[name] = (t, *gathered)
+        return t
+
+    return property(get)
+
+
+def write_back(module: nn.Module) -> None:
+    """Copy gathered buffers (updated in place by forward: BN statistics) into the full ones."""
+    cache = module.__dict__["_pareco_gathered"]
+    for name, (t, dim, index) in cache.items():
+        with torch.no_grad():
+            module._buffers[name].index_copy_(dim, index, t)
+    cache.clear()
+
+
+def make_sliceable(module: nn.Module, names: tuple[str, ...], switch: SliceSwitch) -> nn.Module:
+    """Give ``module`` a class in which the tensors ``names`` are read through their slices.
+
+    The parameters stay where they are (no copy); :func:`set_cuts` chooses the slices.
     """
-
-    active_in: int
-    active_out: int
-
-    @property
-    def depthwise(self) -> bool:
-        return self.groups > 1
-
-    def forward(self, x: Tensor) -> Tensor:
-        w = (
-            self.weight[: self.active_out]
-            if self.depthwise
-            else self.weight[: self.active_out, : self.active_in]
-        )
-        b = None if self.bias is None else self.bias[: self.active_out]
-        groups = self.active_out if self.depthwise else 1
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv2d(x, w, b, self.stride, 0, self.dilation, groups)
-        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, groups)
-
-    def to_dense(self) -> nn.Conv2d:
-        """A plain Conv2d holding a copy of the active slice."""
-        cin = self.active_out if self.depthwise else self.active_in
-        conv = nn.Conv2d(
-            cin,
-            self.active_out,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.dilation,
-            groups=self.active_out if self.depthwise else 1,
-            bias=self.bias is not None,
-            padding_mode=self.padding_mode,
-        )
-        w = (
-            self.weight[: self.active_out]
-            if self.depthwise
-            else self.weight[: self.active_out, :cin]
-        )
-        _copy_into(conv.weight, w)
-        if self.bias is not None:
-            _copy_into(conv.bias, self.bias[: self.active_out])
-        return conv
-
-
-class SlimLinear(nn.Linear):
-    """Linear whose features are sliced. ``in_per_channel`` > 1 when it reads a flattened map:
-    channel-major flattening puts the first ``k`` channels in the first ``k * H * W`` features."""
-
-    active_in: int
-    active_out: int
-    in_per_channel: int = 1
-
-    def forward(self, x: Tensor) -> Tensor:
-        n_in = self.active_in * self.in_per_channel
-        b = None if self.bias is None else self.bias[: self.active_out]
-        return F.linear(x, self.weight[: self.active_out, :n_in], b)
-
-    def to_dense(self) -> nn.Linear:
-        n_in = self.active_in * self.in_per_channel
-        lin = nn.Linear(n_in, self.active_out, bias=self.bias is not None)
-        _copy_into(lin.weight, self.weight[: self.active_out, :n_in])
-        if self.bias is not None:
-            _copy_into(lin.bias, self.bias[: self.active_out])
-        return lin
-
-
-class _SlimBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm over the first ``active_out`` features. Running statistics are shared by all
-    widths, which is why every sub-network is recalibrated before it is evaluated."""
-
-    active_in: int
-    active_out: int
-
-    def forward(self, x: Tensor) -> Tensor:
-        c = self.active_out
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-        momentum = self.momentum
-        if momentum is None:  # cumulative moving average, as used for BN recalibration
-            momentum = 1.0 / float(self.num_batches_tracked) if self.training else 0.0
-        use_batch_stats = self.training or self.running_mean is None
-        return F.batch_norm(
-            x,
-            None if self.running_mean is None else self.running_mean[:c],
-            None if self.running_var is None else self.running_var[:c],
-            None if self.weight is None else self.weight[:c],
-            None if self.bias is None else self.bias[:c],
-            use_batch_stats,
-            momentum if self.training else 0.0,
-            self.eps,
-        )
-
-    def to_dense(self) -> nn.modules.batchnorm._BatchNorm:
-        c = self.active_out
-        dense_cls = nn.BatchNorm2d if isinstance(self, SlimBatchNorm2d) else nn.BatchNorm1d
-        bn = dense_cls(c, self.eps, self.momentum, self.affine, self.track_running_stats)
-        if self.affine:
-            _copy_into(bn.weight, self.weight[:c])
-            _copy_into(bn.bias, self.bias[:c])
-        if self.track_running_stats:
-            _copy_into(bn.running_mean, self.running_mean[:c])
-            _copy_into(bn.running_var, self.running_var[:c])
-            _copy_into(bn.num_batches_tracked, self.num_batches_tracked)
-        return bn
-
-
-class SlimBatchNorm2d(_SlimBatchNorm, nn.BatchNorm2d):
-    pass
-
-
-class SlimBatchNorm1d(_SlimBatchNorm, nn.BatchNorm1d):
-    pass
-
-
-SLIM_TYPES: dict[type[nn.Module], type[nn.Module]] = {
-    nn.Conv2d: SlimConv2d,
-    nn.Linear: SlimLinear,
-    nn.BatchNorm2d: SlimBatchNorm2d,
-    nn.BatchNorm1d: SlimBatchNorm1d,
-}
-
-
-def make_slim(module: nn.Module) -> nn.Module:
-    """Turn a dense layer into its slicing twin sharing the same parameters and buffers."""
-    slim_cls = SLIM_TYPES[type(module)]
-    module.__class__ = slim_cls  # same state, slicing forward: no copy of the weights
-    module.active_in = _in_features(module)
-    module.active_out = _out_features(module)
+    base = module.__dict__.get("_pareco_base", type(module))
+    names = tuple(sorted(set(names) | set(module.__dict__.get("_pareco_names", ()))))
+    key = (base, names)
+    if key not in _CLASS_CACHE:
+        attrs: dict[str, Any] = {name: _sliced_getter(name) for name in names}
+        _CLASS_CACHE[key] = type(base.__name__, (base,), attrs)
+    if "_pareco_base" not in module.__dict__:
+        module.__dict__["_pareco_cuts"] = {}
+        module.__dict__["_pareco_gathered"] = {}
+    module.__dict__["_pareco_switch"] = switch
+    module.__dict__["_pareco_base"] = base
+    module.__dict__["_pareco_names"] = names
+    module.__class__ = _CLASS_CACHE[key]
     return module
 
 
-def _in_features(m: nn.Module) -> int:
-    if isinstance(m, nn.Conv2d):
-        return m.in_channels
-    if isinstance(m, nn.Linear):
-        return m.in_features
-    return m.num_features
+def set_cuts(module: nn.Module, cuts: dict[str, list[tuple[int, DimSlice]]]) -> None:
+    """Set the active slice of each sliced tensor: ``name → [(dim, prefix length or indices)]``.
+
+    A cut equal to the full size is dropped, so the full network reads the full tensors.
+    """
+    active = {}
+    for name, dims in cuts.items():
+        full = module._parameters.get(name) if name in module._parameters else module._buffers[name]
+        keep = []
+        for dim, cut in dims:
+            if isinstance(cut, int) and cut >= full.shape[dim]:
+                continue
+            keep.append((dim, cut))
+        if keep:
+            active[name] = keep
+    module.__dict__["_pareco_cuts"] = active
 
 
-def _out_features(m: nn.Module) -> int:
-    if isinstance(m, nn.Conv2d):
-        return m.out_channels
-    if isinstance(m, nn.Linear):
-        return m.out_features
-    return m.num_features
+def is_sliceable(module: nn.Module) -> bool:
+    return "_pareco_base" in module.__dict__
 
 
-@torch.no_grad()
-def _copy_into(dst: Tensor, src: Tensor) -> None:
-    dst.copy_(src)
+def to_plain(module: nn.Module) -> None:
+    """Turn a sliceable module (a copy) into its own class holding dense copies of the slices,
+    with its size attributes (``in_channels``, ``num_features``...) made to match."""
+    if not is_sliceable(module):
+        return
+    switch = module.__dict__["_pareco_switch"]
+    switch.active, before = True, switch.active
+    try:
+        dense = {name: getattr(module, name) for name in module.__dict__["_pareco_names"]}
+    finally:
+        switch.active = before
+    base = module.__dict__["_pareco_base"]
+    for key in ("_pareco_base", "_pareco_names", "_pareco_cuts", "_pareco_gathered"):
+        module.__dict__.pop(key, None)
+    module.__dict__.pop("_pareco_switch", None)
+    module.__class__ = base
+    for name, t in dense.items():
+        if t is None:
+            continue
+        value = t.detach().clone()
+        if name in module._parameters:
+            module._parameters[name] = nn.Parameter(value, module._parameters[name].requires_grad)
+        else:
+            module._buffers[name] = value
+    _match_sizes(module)
+
+
+def _match_sizes(m: nn.Module) -> None:
+    w = m._parameters.get("weight")
+    if isinstance(m, nn.modules.conv._ConvNd) and w is not None:
+        m.out_channels = w.shape[0]
+        m.in_channels = w.shape[1] * m.groups
+    elif isinstance(m, nn.Linear) and w is not None:
+        m.out_features, m.in_features = w.shape
+    elif isinstance(m, nn.modules.batchnorm._NormBase):
+        t = w if w is not None else m._buffers.get("running_mean")
+        if t is not None:
+            m.num_features = t.shape[0]
+    elif isinstance(m, nn.GroupNorm) and w is not None:
+        m.num_channels = w.shape[0]
+    for attr in ("active_in", "active_out"):
+        m.__dict__.pop(attr, None)
