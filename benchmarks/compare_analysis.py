@@ -263,8 +263,9 @@ def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") 
             diffs = [x["metrics"]["auc"] - y["metrics"]["auc"] for x, y in zip(rows[a], rows[b])]
             p = paired(diffs)
             lo95, hi95 = p["ci95"]
+            interval = "–" if p["n"] < 2 else f"[{lo95:+.4f}, {hi95:+.4f}]"
             out.append(
-                f"| {what} | {p['mean']:+.4f} | [{lo95:+.4f}, {hi95:+.4f}] | "
+                f"| {what} | {p['mean']:+.4f} | {interval} | "
                 f"{p['negative']}/{p['n']} | {p['sign_test_p']:.3f} |"
             )
             findings.append(_finding(what, p))
