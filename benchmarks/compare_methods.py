@@ -72,6 +72,8 @@ def search_job(root: Path, seed: int, cost: str) -> Job:
 def plan(root: Path, config: str, seeds: list[int], summaries: Path = SUMMARIES) -> list[Job]:
     jobs: list[Job] = []
     for seed in seeds:
+        if (summaries / f"s{seed}.json").exists():
+            continue  # summarized: its runs are no longer needed (they may be on another machine)
         trains = [train_job(root, config, "slim", "flops", seed),
                   train_job(root, config, "twostage", "flops", seed)]  # fmt: skip
         trains += [train_job(root, config, "pareco", cost, seed) for cost in COSTS]
