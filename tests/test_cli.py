@@ -5,24 +5,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_train import TINY as TRAIN_TINY
 
 from pareco import cli
 from pareco.config import HELP, ConfigError, TrainConfig
 
-TINY = dict(
-    model="smallnet",
-    model_kwargs={"width": 4},
-    data="synthetic",
-    synthetic={"num_train": 352, "num_test": 64, "shape": [1, 12, 12]},
-    val_size=32,
-    calib_size=32,
-    batch_size=32,
-    epochs=1,
-    recal_batches=2,
-    eval_widths=[0.42, 1.0],
-    threads=1,
-    method="slim",
-)
+TINY = {**TRAIN_TINY, "epochs": 1, "method": "slim"}
+TINY.pop("log_every")
 
 
 def _config_file(tmp_path: Path, text: str | None = None, **kw) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_train import TINY as TRAIN_TINY
 
 from pareco import cli, plots
 from pareco.checkpoint import load_checkpoint, read_checkpoint_file
@@ -26,22 +27,7 @@ from pareco.run import load_run
 from pareco.rundir import RunDirError, RunLock, truncate_metrics
 from pareco.trainer import Trainer
 
-TINY = dict(
-    model="smallnet",
-    model_kwargs={"width": 4},
-    data="synthetic",
-    synthetic={"num_train": 352, "num_test": 64, "shape": [1, 12, 12]},
-    val_size=32,
-    calib_size=32,
-    batch_size=32,
-    epochs=2,
-    recal_batches=2,
-    eval_widths=[0.42, 1.0],
-    threads=1,
-    log_every=2,
-    checkpoint_every=3,
-    method="slim",
-)
+TINY = {**TRAIN_TINY, "checkpoint_every": 3, "method": "slim"}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 

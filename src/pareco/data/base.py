@@ -56,3 +56,46 @@ def check_images(what: str, x: Tensor, y: Tensor, num_classes: int) -> None:
         raise DatasetError(
             f"{what}: labels span {int(y.min())}..{int(y.max())}, outside 0..{num_classes - 1}"
         )
+
+
+class EpochPosition:
+    """Resume state of a loader that walks epochs in a seeded order: epoch, position, seed.
+
+    A loader with ``epoch``, ``position``, ``seed``, ``num_samples``, ``batch_size``, ``shuffle``
+    and ``__len__`` (batches per epoch) gets ``state_dict``/``load_state_dict`` that refuse a state
+    taken over other data, batch size or shuffle setting.
+    """
+
+    epoch: int
+    position: int
+    seed: int
+    num_samples: int
+    batch_size: int
+    shuffle: bool
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, int]:
+        """Everything needed to resume: epoch, position in it, seed, and sizes for checking."""
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "num_samples": self.num_samples,
+            "batch_size": self.batch_size,
+            "shuffle": int(self.shuffle),
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume from ``state_dict()``; refuses a state taken over other data or batch size."""
+        for key in ("num_samples", "batch_size", "shuffle"):
+            if int(state[key]) != int(getattr(self, key)):
+                raise ValueError(
+                    f"loader state has {key} {state[key]}, this loader {getattr(self, key)}: "
+                    "resume with the same data, batch size and shuffle setting"
+                )
+        if not 0 <= int(state["position"]) <= len(self):
+            raise ValueError(f"loader state position {state['position']} is outside 0..{len(self)}")
+        self.seed = int(state["seed"])
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])

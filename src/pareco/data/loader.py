@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pareco.data.base import derive_seed, one_cpu_thread
+from pareco.data.base import EpochPosition, derive_seed, one_cpu_thread
 
 
 def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
@@ -91,7 +91,7 @@ def random_crop_flip(x: Tensor, augment: Augmentation, generator: torch.Generato
     return crop_and_flip(x, offsets, flips, augment.pad)
 
 
-class BatchLoader:
+class BatchLoader(EpochPosition):
     """Yields ``(x, y)`` batches from in-memory uint8 images: ``x`` is ``b x C x H x W`` float32
     (normalized, augmented if asked), ``y`` is ``b`` int64, both on ``device``.
 
@@ -214,27 +214,3 @@ class BatchLoader:
             self.position = k + 1  # counted before the caller sees it: a checkpoint taken
             yield out  # while training on batch k resumes at batch k + 1
         self.epoch, self.position = epoch + 1, 0
-
-    def state_dict(self) -> dict[str, int]:
-        """Everything needed to resume: epoch, position in it, seed, and sizes for checking."""
-        return {
-            "epoch": self.epoch,
-            "position": self.position,
-            "seed": self.seed,
-            "num_samples": self.num_samples,
-            "batch_size": self.batch_size,
-            "shuffle": int(self.shuffle),
-        }
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resume from ``state_dict()``; refuses a state taken over other data or batch size."""
-        for key in ("num_samples", "batch_size", "shuffle"):
-            if int(state[key]) != int(getattr(self, key)):
-                raise ValueError(
-                    f"loader state has {key} {state[key]}, this loader {getattr(self, key)}: "
-                    f"resume with the same data, batch size and shuffle setting"
-                )
-        if not 0 <= int(state["position"]) <= len(self):
-            raise ValueError(f"loader state position {state['position']} is outside 0..{len(self)}")
-        self.seed = int(state["seed"])
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from pareco.data.base import IMAGE_EXTENSIONS, DatasetError, derive_seed
+from pareco.data.base import IMAGE_EXTENSIONS, DatasetError, EpochPosition, derive_seed
 from pareco.data.loader import normalize
 
 LAYOUT = "train/<class>/*.jpg|png and val/<class>/* (or test/<class>/*)"
@@ -242,7 +242,7 @@ def _raise_unreadable(dataset: FolderDataset, y: Tensor, idx: Tensor) -> None:
         raise DatasetError(f"cannot decode image {path}{more}: remove or replace it, then resume")
 
 
-class StreamLoader:
+class StreamLoader(EpochPosition):
     """Yields ``(x, y)`` batches of a folder split through a ``DataLoader`` with ``workers``.
 
     ``x`` is ``b x C x S x S`` float32 normalized with ``mean``/``std`` on ``device`` (workers send
@@ -355,25 +355,3 @@ class StreamLoader:
             c, s = (1 if self.dataset.mode == "L" else 3), self.dataset.size
             return torch.zeros(0, c, s, s, device=self.device), y.to(self.device)
         return normalize(x, self.mean, self.std), y.to(self.device, non_blocking=True)
-
-    def state_dict(self) -> dict[str, int]:
-        return {
-            "epoch": self.epoch,
-            "position": self.position,
-            "seed": self.seed,
-            "num_samples": self.num_samples,
-            "batch_size": self.batch_size,
-            "shuffle": int(self.shuffle),
-        }
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        for key in ("num_samples", "batch_size", "shuffle"):
-            if int(state[key]) != int(getattr(self, key)):
-                raise ValueError(
-                    f"loader state has {key} {state[key]}, this loader {getattr(self, key)}: "
-                    "resume with the same data, batch size and shuffle setting"
-                )
-        if not 0 <= int(state["position"]) <= len(self):
-            raise ValueError(f"loader state position {state['position']} is outside 0..{len(self)}")
-        self.seed = int(state["seed"])
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
