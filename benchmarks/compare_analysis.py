@@ -191,7 +191,10 @@ def _finding(what: str, p: dict[str, Any]) -> str:
         verdict = "b is better: the 95% interval lies above 0"
     else:
         verdict = "not separated: the 95% interval contains 0"
-    return f"- {what}: {verdict} ({p['negative']} of {p['n']} seeds favour a, sign test p = {p['sign_test_p']:.3f})."
+    tail = f"{p['negative']} of {p['n']} seeds favour a, sign test p = {p['sign_test_p']:.3f}"
+    if p["n"] < PLANNED_SEEDS:
+        tail += f"; {p['n']} of {PLANNED_SEEDS} planned seeds, so not a conclusion"
+    return f"- {what}: {verdict} ({tail})."
 
 
 def _pm(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -271,6 +274,10 @@ def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") 
             findings.append(_finding(what, p))
         out += ["", *findings, ""]
     out += ["## Wall time and search statistics", "",
+            "Scoring images: PareCO's re-scoring of its history over the run, TwoStage's "
+            "stage-two scoring (2 training batches per candidate). Wall times are as the runs "
+            "recorded them and are not speed figures where the machine was shared or a run was "
+            "paused (seeds 0 and 1 of the current page).", "",
             "| run | train (s) | stage two (s) | proposals | scoring images | GP proposals hit ±0.02 |",
             "|---|---|---|---|---|---|"]  # fmt: skip
     for s in summaries:
