@@ -72,9 +72,25 @@ class EpochPosition:
     num_samples: int
     batch_size: int
     shuffle: bool
+    drop_last: bool
 
     def __len__(self) -> int:
-        raise NotImplementedError
+        """Global batches per epoch."""
+        n, b = self.num_samples, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its first batch at the next iteration."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch, self.position = epoch, 0
+
+    def epoch_order(self, epoch: int) -> Tensor:
+        """The sample order of ``epoch``: ``N`` int64, a permutation (or ``arange`` unshuffled)."""
+        if not self.shuffle:
+            return torch.arange(self.num_samples)
+        g = torch.Generator().manual_seed(derive_seed(self.seed, 4, epoch))
+        return torch.randperm(self.num_samples, generator=g)
 
     def state_dict(self) -> dict[str, int]:
         """Everything needed to resume: epoch, position in it, seed, and sizes for checking."""

@@ -167,24 +167,6 @@ class BatchLoader(EpochPosition):
     def num_samples(self) -> int:
         return int(self.y.shape[0])
 
-    def __len__(self) -> int:
-        """Global batches per epoch."""
-        n, b = self.num_samples, self.batch_size
-        return n // b if self.drop_last else -(-n // b)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start ``epoch`` from its first batch at the next iteration."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch, self.position = epoch, 0
-
-    def epoch_order(self, epoch: int) -> Tensor:
-        """The sample order of ``epoch``: ``N`` int64, a permutation (or ``arange`` unshuffled)."""
-        if not self.shuffle:
-            return torch.arange(self.num_samples)
-        g = torch.Generator().manual_seed(derive_seed(self.seed, 4, epoch))
-        return torch.randperm(self.num_samples, generator=g)
-
     def batch(self, order: Tensor, epoch: int, k: int) -> tuple[Tensor, Tensor]:
         """Batch ``k`` of ``epoch`` given that epoch's ``order`` (this rank's rows only)."""
         with one_cpu_thread():

@@ -289,19 +289,6 @@ class StreamLoader(EpochPosition):
     def num_samples(self) -> int:
         return len(self.dataset)
 
-    def __len__(self) -> int:
-        n, b = self.num_samples, self.batch_size
-        return n // b if self.drop_last else -(-n // b)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.position = epoch, 0
-
-    def epoch_order(self, epoch: int) -> Tensor:
-        if not self.shuffle:
-            return torch.arange(self.num_samples)
-        g = torch.Generator().manual_seed(derive_seed(self.seed, 4, epoch))
-        return torch.randperm(self.num_samples, generator=g)
-
     def _local_rows(self, k: int) -> tuple[int, int]:
         """This rank's row range within global batch ``k``."""
         n = min(self.batch_size, self.num_samples - k * self.batch_size)
