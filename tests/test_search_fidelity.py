@@ -8,13 +8,12 @@ import math
 
 import pytest
 import torch
+from test_search_engine import ALPHA_MIN, SMALL
 
 from pareco.samplers import default_search_candidates, rescoring_images
 from pareco.search import (
     CostStandardizer,
     ParecoSearch,
-    PoolSettings,
-    RandomSearchMinimizer,
     Scalarization,
     SearchConfig,
     bisect_lambda,
@@ -25,11 +24,6 @@ from pareco.search import (
     sample_pareto_aware_target,
 )
 from pareco.search.synthetic import ChainProblem
-
-ALPHA_MIN = 0.42
-SMALL = RandomSearchMinimizer(
-    pool=PoolSettings(n_sobol=256, n_levels=256, n_front_children=8), n_children=32, n_rounds=3
-)
 
 
 def t(values: list[float]) -> torch.Tensor:
