@@ -147,7 +147,7 @@ def evaluate_seed(root: Path, seed: int, summaries: Path = SUMMARIES) -> None:
         config = json.loads((d / "config.json").read_text())
         if "proposals" in info and config["method"] == "pareco":
             info["scoring_images"] = rescoring_images(
-                info["proposals"], config["num_sampled"], config["calib_size"]
+                info["proposals"], config["num_sampled"], config["calib_size"] or config["batch_size"]
             )
         elif "proposals" in info:  # TwoStage: every candidate scored once on 2 training batches
             info["scoring_images"] = info["proposals"] * 2 * config["batch_size"]
@@ -257,7 +257,10 @@ def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") 
             cells += [_pm([m["accuracy_at"][str(b)] for m in ms], 100) for b in BUDGETS]
             out.append("| " + " | ".join(cells) + " |")
         findings = []
-        out += ["", "Paired AUC differences (a − b; negative: a is better):", ""]
+        floor = 2 / 2 ** len(seeds)
+        out += ["", "Paired AUC differences (a − b; negative: a is better). The interval is a "
+                f"t interval over {len(seeds)} seeds; with {len(seeds)} seeds the two-sided sign "
+                f"test cannot go below p = {floor:.4f}, even when every seed agrees.", ""]  # fmt: skip
         out += [
             "| contrast | mean | 95% interval | seeds a better | sign test p |",
             "|---|---|---|---|---|",
@@ -276,8 +279,8 @@ def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") 
     out += ["## Wall time and search statistics", "",
             "Scoring images: PareCO's re-scoring of its history over the run, TwoStage's "
             "stage-two scoring (2 training batches per candidate). Wall times are as the runs "
-            "recorded them and are not speed figures where the machine was shared or a run was "
-            "paused (seeds 0 and 1 of the current page).", "",
+            "recorded them, two 1-thread jobs side by side; a run that shared the machine with "
+            "other work or was paused took longer, so they are not speed figures.", "",
             "| run | train (s) | stage two (s) | proposals | scoring images | GP proposals hit ±0.02 |",
             "|---|---|---|---|---|---|"]  # fmt: skip
     for s in summaries:

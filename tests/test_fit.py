@@ -92,6 +92,12 @@ def test_fit_resumes_exactly_after_an_interruption(tmp_path):
         assert torch.equal(v, resumed.net.state_dict()[k]), k
 
 
+def test_carved_calibration_is_one_training_batch_by_default(tmp_path):
+    fast = {k: v for k, v in FAST.items() if k != "calib_size"}
+    run = pareco.fit(UserNet(), loaders()[0], method="slim", epochs=1, out=tmp_path / "r", **fast)
+    assert len(run.data.calib) == 32  # the loader's batch size
+
+
 def test_own_loop_with_the_parts(tmp_path):
     """A user's loop: their optimizer, gradient accumulation, the sandwich step, the sampler told
     the step, BN recalibration and front extraction, then a plain exported model."""

@@ -271,6 +271,18 @@ def test_config_file_flags_and_errors(tmp_path, capsys):
         TrainConfig(method="random")
 
 
+def test_the_search_scores_on_one_training_batch_by_default(tmp_path):
+    """The reference scores each round on one batch: calib_size defaults to the batch size."""
+    kw = {k: v for k, v in TINY.items() if k != "calib_size"}
+    cfg = TrainConfig(**{**kw, "batch_size": 16, "out": str(tmp_path / "run")})
+    assert cfg.calib_size is None and cfg.calib_images == 16
+    trainer = Trainer(cfg)
+    assert trainer.batches.calib[0].shape[0] == 16 and trainer.batches.calib[1].shape == (16,)
+    assert TrainConfig(**{**TINY, "calib_size": 40}).calib_images == 40
+    with pytest.raises(ConfigError, match="calib_size must be >= 1"):
+        TrainConfig(calib_size=0)
+
+
 def test_missing_dataset_is_one_clear_line(tmp_path, capsys):
     code = cli.main(
         ["train", "--data", "cifar10", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")]

@@ -35,7 +35,7 @@ def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
             size=config.image_size or 224,
             seed=config.seed,
             val_size=config.val_size,
-            calib_size=config.calib_size,
+            calib_size=config.calib_images,
             train_subset=config.train_subset,
             workers=config.workers,
         )
@@ -47,7 +47,7 @@ def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
         config.data_dir,
         seed=config.seed,
         val_size=config.val_size,
-        calib_size=config.calib_size,
+        calib_size=config.calib_images,
         train_subset=config.train_subset,
         image_size=config.image_size,
         synthetic=synthetic if config.data == "synthetic" else None,

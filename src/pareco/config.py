@@ -38,7 +38,9 @@ class TrainConfig:
     image_size: int | None = None  # image folders: resize to this square side
     train_subset: int | None = None  # use only this many training images (quick runs)
     val_size: int = 5000  # carved from the training set: selects the front
-    calib_size: int = 500  # carved from the training set: the search scores widths on it
+    # carved from the training set: the search scores widths on it; None = one training batch,
+    # as the reference scores each round on one batch
+    calib_size: int | None = None
     synthetic: dict[str, Any] = field(
         default_factory=dict
     )  # SyntheticSpec fields for data=synthetic
@@ -91,6 +93,11 @@ class TrainConfig:
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else 0.1 * self.batch_size / 256
 
+    @property
+    def calib_images(self) -> int:
+        """Images of the calibration batch: ``calib_size``, or one training batch."""
+        return self.calib_size if self.calib_size is not None else self.batch_size
+
     def validate(self) -> None:
         def need(ok: bool, msg: str) -> None:
             if not ok:
@@ -139,7 +146,10 @@ class TrainConfig:
             f"stream applies to data=folder only, got data={self.data!r}",
         )
         need(self.recal_batches >= 1, f"recal_batches must be >= 1, got {self.recal_batches}")
-        need(self.calib_size >= 1, f"calib_size must be >= 1, got {self.calib_size}")
+        need(
+            self.calib_size is None or self.calib_size >= 1,
+            f"calib_size must be >= 1, got {self.calib_size}",
+        )
         need(
             self.checkpoint_every >= 1,
             f"checkpoint_every must be >= 1, got {self.checkpoint_every}",
@@ -217,7 +227,8 @@ HELP: dict[str, str] = {
     "image_size": "image folders: resize images to this square side",
     "train_subset": "train on only this many training images (quick runs)",
     "val_size": "validation images carved from the training set: they select the front",
-    "calib_size": "calibration images carved from the training set: the search scores on them",
+    "calib_size": "calibration images carved from the training set: the search scores on them "
+    "(default: one training batch, as the reference)",
     "synthetic": "generated data (data=synthetic), as KEY=VALUE: num_train, num_test, "
     "num_classes, shape, noise, seed",
     "stream": "data=folder: decode images per sample in DataLoader workers (large folders)",

@@ -59,7 +59,7 @@ def fit(
             dataset by index (``val_size`` samples).
         test: test batches the front reports on; None reports on ``val`` (and says so).
         calib: the batch (or loader) the search scores widths on; None carves ``calib_size``
-            samples out of ``train``'s dataset.
+            samples (default: one training batch) out of ``train``'s dataset.
         method: ``pareco``, ``slim`` or ``twostage``.
         cost: the search's cost, ``flops`` or ``memory``.
         epochs: passes over ``train``.
@@ -114,10 +114,11 @@ def fit(
         if batch is None:
             raise RunError("the training loader yields no batches: give it some data")
         first = as_pair(batch, "the training loader")
+        calib_size = options.get("calib_size") or len(first[1])  # default: one training batch
         data = LoaderData(
             train, val=val, test=test, calib=calib, num_classes=_num_classes(model, first[0]),
             val_size=int(options.get("val_size", 5000)),
-            calib_size=int(options.get("calib_size", 500)),
+            calib_size=int(calib_size),
             seed=seed, steps_per_epoch=steps_per_epoch,
         )  # fmt: skip
         batch_size = data.batch_size * world  # the loader's batch, over all ranks

@@ -55,7 +55,7 @@ def run_search(
     proposals = cfg.num_proposals or default_num_proposals(steps)
     budget = candidates or cfg.search_candidates
     budget = budget or default_search_candidates(
-        proposals, cfg.num_sampled or 2, cfg.calib_size, cfg.batch_size
+        proposals, cfg.num_sampled or 2, cfg.calib_images, cfg.batch_size
     )
     g = torch.Generator().manual_seed(cfg.seed + 2)
     train = run.data.train
