@@ -147,7 +147,9 @@ def evaluate_seed(root: Path, seed: int, summaries: Path = SUMMARIES) -> None:
         config = json.loads((d / "config.json").read_text())
         if "proposals" in info and config["method"] == "pareco":
             info["scoring_images"] = rescoring_images(
-                info["proposals"], config["num_sampled"], config["calib_size"] or config["batch_size"]
+                info["proposals"],
+                config["num_sampled"],
+                config["calib_size"] or config["batch_size"],
             )
         elif "proposals" in info:  # TwoStage: every candidate scored once on 2 training batches
             info["scoring_images"] = info["proposals"] * 2 * config["batch_size"]
