@@ -208,6 +208,30 @@ def _pm(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
 
 
+def _scale_note(summaries: list[dict[str, Any]]) -> str:
+    """What the full networks reached: how far from convergence the comparison stands."""
+    full = [
+        100 * s["costs"]["flops"]["fronts"][k]["metrics"]["accuracy_at"]["1.0"]
+        for s in summaries
+        for k in ("slim", "twostage", "pareco")
+    ]
+    return (
+        f"**Scale.** The full networks reach {min(full):.1f}–{max(full):.1f}% test accuracy "
+        "(front points at 100% of the FLOPs, every method and seed): these are short runs, not "
+        "converged networks. What this page shows holds for this training length; whether the "
+        "ordering holds after long training is not measured here."
+    )
+
+
+def _job_seconds(summary: dict[str, Any]) -> float:
+    """Seconds of one-thread jobs a seed took: every training once, stage two, the evaluation."""
+    total = summary["evaluate_seconds"]
+    for name, info in summary["runs"].items():
+        stage_two = name.startswith("twostage-") and "search_seconds" in info
+        total += info["search_seconds"] if stage_two else info["train_seconds"]
+    return total
+
+
 def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") -> None:
     summaries = [json.loads(p.read_text()) for p in sorted(folder.glob("s*.json"))]
     if not summaries:
@@ -241,6 +265,8 @@ def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") 
         "gives every method the same data split, initialization and batch order).",
         "",
         f"Configuration (`configs/compare_fmnist.yaml`):\n\n```yaml\n{config}```",
+        "",
+        _scale_note(summaries),
         "",
     ]
     for cost in COSTS:
@@ -278,7 +304,13 @@ def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") 
             )
             findings.append(_finding(what, p))
         out += ["", *findings, ""]
+    job_seconds = [_job_seconds(s) for s in summaries]
     out += ["## Wall time and search statistics", "",
+            "Job-seconds per seed (each training once, TwoStage's two stage-two searches, the "
+            "evaluation): " + ", ".join(f"seed {s['seed']} {j:.0f} s" for s, j in
+            zip(summaries, job_seconds)) + f". At two jobs side by side, the quietest seed (fewest job-seconds) gives "
+            f"{min(job_seconds) / 2 / 60:.0f} min per seed, {PLANNED_SEEDS * min(job_seconds) / 2 / 3600:.1f} h "
+            f"for {PLANNED_SEEDS} seeds.", "",
             "Scoring images: PareCO's re-scoring of its history over the run, TwoStage's "
             "stage-two scoring (2 training batches per candidate). Wall times are as the runs "
             "recorded them, two 1-thread jobs side by side; a run that shared the machine with "
