@@ -223,6 +223,59 @@ def _scale_note(summaries: list[dict[str, Any]]) -> str:
     )
 
 
+def _multiplicity_note() -> str:
+    """How many intervals the page reports, and what that means for one that excludes 0."""
+    k = len(CONTRASTS) * len(COSTS)
+    chance = 1 - 0.95**k
+    return (
+        f"**Many intervals.** The page reports {k} paired intervals ({len(CONTRASTS)} contrasts × "
+        f"{len(COSTS)} cost objectives). If no method differed and they were independent, at least "
+        f"one would exclude 0 by chance with probability {chance:.2f}: an interval that only just "
+        "excludes 0 is weak evidence on its own."
+    )
+
+
+def _auc_diffs(summaries: list[dict[str, Any]], cost: str, a: str, b: str) -> list[float]:
+    fronts = [s["costs"][cost]["fronts"] for s in summaries]
+    return [f[a]["metrics"]["auc"] - f[b]["metrics"]["auc"] for f in fronts]
+
+
+def _summary(summaries: list[dict[str, Any]]) -> list[str]:
+    """The page in a few lines: which paired intervals exclude 0, and which do not."""
+    if len(summaries) < 2:
+        return []
+    shown, not_shown = [], []
+    for cost in COSTS:
+        for a, b, what in CONTRASTS:
+            p = paired(_auc_diffs(summaries, cost, a, b))
+            lo, hi = p["ci95"]
+            line = f"{what}, {cost}: {p['mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+            if hi < 0 or lo > 0:
+                winner = VARIANTS[a if hi < 0 else b]
+                shown.append(
+                    f"- {line}, {p['negative']}/{p['n']} seeds favour a: {winner} is better."
+                )
+            else:
+                not_shown.append(f"- {line}.")
+    return [
+        "## Summary",
+        "",
+        "Paired AUC differences (a − b) whose 95% interval excludes 0"
+        + (
+            f" (only {len(summaries)} of {PLANNED_SEEDS} planned seeds: not conclusions):"
+            if len(summaries) < PLANNED_SEEDS
+            else ":"
+        ),
+        "",
+        *(shown or ["- none."]),
+        "",
+        "Not separated (the interval contains 0), so not shown by this experiment:",
+        "",
+        *(not_shown or ["- none."]),
+        "",
+    ]
+
+
 def _job_seconds(summary: dict[str, Any]) -> float:
     """Seconds of one-thread jobs a seed took: every training once, stage two, the evaluation."""
     total = summary["evaluate_seconds"]
@@ -268,6 +321,9 @@ def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") 
         "",
         _scale_note(summaries),
         "",
+        _multiplicity_note(),
+        "",
+        *_summary(summaries),
     ]
     for cost in COSTS:
         rows = {k: [s["costs"][cost]["fronts"][k] for s in summaries] for k in VARIANTS}
@@ -294,7 +350,7 @@ def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") 
             "|---|---|---|---|---|",
         ]
         for a, b, what in CONTRASTS:
-            diffs = [x["metrics"]["auc"] - y["metrics"]["auc"] for x, y in zip(rows[a], rows[b])]
+            diffs = _auc_diffs(summaries, cost, a, b)
             p = paired(diffs)
             lo95, hi95 = p["ci95"]
             interval = "–" if p["n"] < 2 else f"[{lo95:+.4f}, {hi95:+.4f}]"

@@ -1,0 +1,67 @@
+"""The comparison's statistics and report (benchmarks/compare_analysis.py) on made-up summaries."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from compare_analysis import BUDGETS, COSTS, VARIANTS, paired, report
+
+
+def test_paired_interval_and_sign_test():
+    p = paired([1.0, 2.0, 3.0])
+    assert p["mean"] == 2.0 and p["n"] == 3 and p["negative"] == 0
+    half = 4.302653 / 3**0.5  # t(0.975, 2) * sd / sqrt(n), sd = 1
+    assert p["ci95"] == pytest.approx([2.0 - half, 2.0 + half], rel=1e-6)
+    assert p["sign_test_p"] == pytest.approx(0.25)
+    assert paired([-0.1] * 5)["sign_test_p"] == pytest.approx(0.0625)  # the floor at 5 seeds
+
+
+def _front(auc: float) -> dict:
+    accuracy = {str(b): 0.8 for b in BUDGETS}
+    return {"metrics": {"auc": auc, "hypervolume": 0.5 - auc, "accuracy_at": accuracy}}
+
+
+def _summary(seed: int, pareco_gain: dict[str, float]) -> dict:
+    noise = 0.001 * (seed % 3)  # the seeds differ a little, the same for every method
+    costs = {}
+    for cost in COSTS:
+        fronts = {k: _front(0.15 + noise) for k in VARIANTS}
+        fronts["pareco"] = _front(0.15 + noise - pareco_gain[cost] + 0.0005 * (seed % 2))
+        costs[cost] = {"cost_range": [0.15, 1.0], "fronts": fronts}
+    return {"seed": seed, "costs": costs, "runs": {}, "evaluate_seconds": 60.0}
+
+
+def test_report_says_what_is_shown_and_what_is_not(tmp_path):
+    import json
+
+    folder = tmp_path / "summaries"
+    folder.mkdir()
+    for seed in range(5):  # PareCO better under memory on every seed, equal under FLOPs
+        summary = _summary(seed, {"flops": 0.0, "memory": 0.01})
+        (folder / f"s{seed}.json").write_text(json.dumps(summary))
+    page = tmp_path / "results.md"
+    report(folder, page)
+    text = page.read_text()
+    shown = text.split("whose 95% interval excludes 0:")[1].split("Not separated")[0]
+    assert "PareCO vs Slim (the paper's comparison), memory" in shown
+    assert "5/5 seeds favour a: PareCO (its own widths and weights) is better" in shown
+    assert "flops" not in shown  # equal under FLOPs up to the paired noise: not claimed
+    assert "Incomplete" not in text and "cannot go below p = 0.0625" in text
+    assert "at least one would exclude 0 by chance with probability 0.40" in text
+
+
+def test_report_with_missing_seeds_says_it_is_incomplete(tmp_path):
+    import json
+
+    folder = tmp_path / "summaries"
+    folder.mkdir()
+    for seed in range(2):
+        summary = _summary(seed, {"flops": 0.0, "memory": 0.01})
+        (folder / f"s{seed}.json").write_text(json.dumps(summary))
+    report(folder, tmp_path / "results.md")
+    text = (tmp_path / "results.md").read_text()
+    assert "**Incomplete: 2 of the 5 planned seeds.**" in text
+    assert "2 of 5 planned seeds, so not a conclusion" in text
+    assert "(only 2 of 5 planned seeds: not conclusions):" in text
