@@ -206,13 +206,7 @@ class TrainConfig:
         Raises:
             ConfigError: an unknown key, or a value of the wrong type (naming the key).
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown config key(s) {', '.join(unknown)}; "
-                f"valid keys: {', '.join(sorted(known))}"
-            )
+        _refuse_unknown_keys(d, cls, "")
         hints = typing.get_type_hints(cls)
         values = {k: coerce(k, v, hints[k]) for k, v in d.items()}
         return cls(**values)
@@ -386,16 +380,21 @@ def _check_model(name: str, kwargs: dict[str, Any]) -> None:
         )
 
 
+def _refuse_unknown_keys(d: dict[str, Any], cls: type, prefix: str) -> None:
+    """One ConfigError naming the keys of ``d`` that are not fields of dataclass ``cls``."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        what = "unknown key(s)" if prefix else "unknown config key(s)"
+        raise ConfigError(
+            f"{prefix}{what} {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
+        )
+
+
 def _check_synthetic(spec: dict[str, Any]) -> None:
     from pareco.data import SyntheticSpec
 
-    known = {f.name for f in fields(SyntheticSpec)}
-    unknown = sorted(set(spec) - known)
-    if unknown:
-        raise ConfigError(
-            f"synthetic: unknown key(s) {', '.join(unknown)}; "
-            f"valid keys: {', '.join(sorted(known))}"
-        )
+    _refuse_unknown_keys(spec, SyntheticSpec, "synthetic: ")
     for key in ("num_train", "num_test", "num_classes"):
         if key in spec:
             n = coerce(f"synthetic.{key}", spec[key], int)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,30 @@ def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | 
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     return x.to(torch.float32).div_(255.0).sub_(mean_t).div_(std_t)
+
+
+SPLITS = ("train", "val", "calib", "test")
+
+
+class NamedSplits:
+    """``split(name)``, split sizes and ``normalize`` for data with the four splits and mean/std."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def split(self, name: str) -> Any:
+        """The split called ``name`` (``train``, ``val``, ``calib`` or ``test``)."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}: use train, val, calib or test")
+        return getattr(self, name)
+
+    def split_sizes(self) -> dict[str, int]:
+        """Samples per split, in the order train, val, calib, test."""
+        return {name: len(self.split(name)) for name in SPLITS}
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """``B x C x H x W`` uint8 → float32 normalized with this data's mean and std."""
+        return normalize(x, self.mean, self.std)
 
 
 @dataclass(frozen=True)

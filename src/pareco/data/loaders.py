@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Subset
 
-from pareco.data.base import DatasetError, derive_seed
+from pareco.data.base import DatasetError, EpochPosition, derive_seed
 
 
 def as_pair(batch: Any, where: str) -> tuple[Tensor, Tensor]:
@@ -81,9 +81,12 @@ class LoaderSplit:
         return as_pair(next(iter(self.loader)), self.where)[0]
 
 
-class ResumableLoader:
+class ResumableLoader(EpochPosition):
     """Epochs of a user's loader with pareco's loader interface (``epoch``, ``position``,
-    ``state_dict``); batches are checked to be pairs and moved to ``device``."""
+    ``state_dict``); batches are checked to be pairs and moved to ``device``. Its "samples" are
+    the loader's batches: the user's loader decides the order, pareco only counts them."""
+
+    shuffle = True
 
     def __init__(
         self,
@@ -113,9 +116,6 @@ class ResumableLoader:
     def __len__(self) -> int:
         return self.steps
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.position = epoch, 0
-
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         epoch, start = self.epoch, self.position
         sampler = getattr(self.loader, "sampler", None)
@@ -136,25 +136,6 @@ class ResumableLoader:
             self.position = k + 1
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         self.epoch, self.position = epoch + 1, 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {
-            "epoch": self.epoch,
-            "position": self.position,
-            "seed": self.seed,
-            "num_samples": self.steps,
-            "batch_size": self.batch_size,
-            "shuffle": 1,
-        }
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if int(state["num_samples"]) != self.steps:
-            raise ValueError(
-                f"loader state has {state['num_samples']} batches per epoch, this loader "
-                f"{self.steps}: resume with the same data and batch size"
-            )
-        self.seed = int(state["seed"])
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 
 class LoaderData:

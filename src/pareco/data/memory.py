@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pareco.data.base import DatasetError, check_images, derive_seed, shape_str
-from pareco.data.loader import Augmentation, BatchLoader, normalize
+from pareco.data.loader import Augmentation, BatchLoader, NamedSplits
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +68,7 @@ class Split:
 
 
 @dataclass(frozen=True, eq=False)
-class DataSplits:
+class DataSplits(NamedSplits):
     """The four splits of a dataset plus what is needed to feed them to a model.
 
     ``mean``/``std`` (one value per channel, in units of the [0, 1] pixel range) are computed on the
@@ -92,16 +92,6 @@ class DataSplits:
         """``(C, H, W)`` of one image."""
         c, h, w = self.train.x.shape[1:]
         return (c, h, w)
-
-    def split(self, name: str) -> Split:
-        """The split called ``name`` (``train``, ``val``, ``calib`` or ``test``)."""
-        if name not in ("train", "val", "calib", "test"):
-            raise ValueError(f"unknown split {name!r}: use train, val, calib or test")
-        return getattr(self, name)
-
-    def normalize(self, x: Tensor) -> Tensor:
-        """``B x C x H x W`` uint8 → float32 normalized with this data's mean and std."""
-        return normalize(x, self.mean, self.std)
 
     def full_batch(self, split: str, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         """A whole split as one normalized batch, without augmentation.
@@ -167,7 +157,7 @@ class DataSplits:
             "name": self.name,
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
-            "sizes": {s: len(self.split(s)) for s in ("train", "val", "calib", "test")},
+            "sizes": self.split_sizes(),
             "mean": list(self.mean),
             "std": list(self.std),
             "augmentation": {"pad": self.augmentation.pad, "flip": self.augmentation.flip},
@@ -177,7 +167,7 @@ class DataSplits:
     def describe(self) -> str:
         """One readable line: shape, classes, split sizes, normalization."""
         c, h, w = self.input_shape
-        sizes = ", ".join(f"{s} {len(self.split(s))}" for s in ("train", "val", "calib", "test"))
+        sizes = ", ".join(f"{s} {n}" for s, n in self.split_sizes().items())
         mean = ", ".join(f"{m:.4f}" for m in self.mean)
         std = ", ".join(f"{s:.4f}" for s in self.std)
         return (

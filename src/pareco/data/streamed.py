@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from pareco.data.base import DatasetError, derive_seed
-from pareco.data.loader import normalize
+from pareco.data.loader import NamedSplits
 from pareco.data.stream import LAYOUT, FolderDataset, FolderIndex, StreamLoader, scan_folder
 
 
@@ -67,7 +67,7 @@ class FolderSplit:
 
 
 @dataclass(frozen=True, eq=False)
-class StreamedFolder:
+class StreamedFolder(NamedSplits):
     """Train / val / calib splits carved from ``root/train`` by index, test from ``root/val``
     (or ``root/test``). ``size`` is the square side fed to the model; ``workers`` the
     ``DataLoader`` worker processes of every loader."""
@@ -90,14 +90,6 @@ class StreamedFolder:
     def input_shape(self) -> tuple[int, int, int]:
         c = 1 if self.train.eval_set.mode == "L" else 3
         return (c, self.size, self.size)
-
-    def split(self, name: str) -> FolderSplit:
-        if name not in ("train", "val", "calib", "test"):
-            raise ValueError(f"unknown split {name!r}: use train, val, calib or test")
-        return getattr(self, name)
-
-    def normalize(self, x: Tensor) -> Tensor:
-        return normalize(x, self.mean, self.std)
 
     def train_loader(
         self,
@@ -161,7 +153,7 @@ class StreamedFolder:
             "root": str(self.root),
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
-            "sizes": {s: len(self.split(s)) for s in ("train", "val", "calib", "test")},
+            "sizes": self.split_sizes(),
             "mean": list(self.mean),
             "std": list(self.std),
             "streamed": True,
@@ -170,7 +162,7 @@ class StreamedFolder:
 
     def describe(self) -> str:
         c, h, w = self.input_shape
-        sizes = ", ".join(f"{s} {len(self.split(s))}" for s in ("train", "val", "calib", "test"))
+        sizes = ", ".join(f"{s} {n}" for s, n in self.split_sizes().items())
         return (
             f"{self.name} (streamed from {self.root}, {self.workers} workers): {c}x{h}x{w}, "
             f"{self.num_classes} classes; {sizes}; random resized crop + flip"
