@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pareco.search import (
+    REFERENCE_HIGH_LOSS,
     bin_centres,
     default_high_loss,
     pareto_aware_weights,
@@ -28,9 +29,10 @@ def test_bin_centres() -> None:
 
 def test_weights_hand_computed() -> None:
     # Front reaching both ends: (0.2, 1.0), (0.6, 0.8), (1.0, 0.0); 10 bins of width 0.1.
-    # Segment areas: 0.4*0.2 = 0.08 on [0.2, 0.6], 0.4*0.8 = 0.32 on [0.6, 1].
+    # Segment areas: 0.4*0.2 = 0.08 on [0.2, 0.6], 0.4*0.8 = 0.32 on [0.6, 1]. The first segment
+    # ends on the edge 0.6, so the bin [0.6, 0.7) takes both (the reference's walk): 0.4 / 2.
     w = pareto_aware_weights(t([0.2, 0.6, 1.0]), t([1.0, 0.8, 0.0]), cost_min=0.2, n_bins=10)
-    expected = t([0, 0, 0.08, 0.08, 0.08, 0.08, 0.32, 0.32, 0.32, 0.32])
+    expected = t([0, 0, 0.08, 0.08, 0.08, 0.08, 0.2, 0.32, 0.32, 0.32])
     assert torch.allclose(w, expected / expected.sum())
 
 
@@ -53,16 +55,31 @@ def test_more_mass_in_the_gap() -> None:
 def test_bins_below_cost_min_get_nothing_and_prepend_rule() -> None:
     # The front starts at 0.5 > cost_min = 0.3: a high-loss point is prepended at 0.3.
     cost, loss = t([0.5, 1.0]), t([0.6, 0.2])
-    w = pareto_aware_weights(cost, loss, cost_min=0.3, n_bins=10)
+    w = pareto_aware_weights(cost, loss, cost_min=0.3, high_loss=None, n_bins=10)
     centres = bin_centres(10)
     assert torch.all(w[centres < 0.3] == 0)
     high = default_high_loss(t([0.6, 0.2]))
     assert high == pytest.approx(1.0)
     # Areas: prepended segment (0.5-0.3)*(1.0-0.6) = 0.08, then 0.5*0.4 = 0.2. The bin
-    # [0.4, 0.5) sees only the first; [0.5, 0.6) only the second.
-    assert float(w[4] / w[5]) == pytest.approx(0.08 / 0.2)
+    # [0.4, 0.5) sees only the first; [0.5, 0.6) both, as the first ends on its lower edge.
+    assert float(w[4] / w[5]) == pytest.approx(0.08 / ((0.08 + 0.2) / 2))
     explicit = pareto_aware_weights(cost, loss, cost_min=0.3, high_loss=0.6, n_bins=10)
     assert float(explicit[3]) == 0 and float(explicit[4]) == 0
+    # The default is the reference's constant 8: the prepended gap is (0.5-0.3)*(8-0.6).
+    reference = pareto_aware_weights(cost, loss, cost_min=0.3, n_bins=10)
+    assert float(reference[3] / reference[9]) == pytest.approx(0.2 * 7.4 / 0.2)
+    assert REFERENCE_HIGH_LOSS == 8.0
+
+
+def test_segments_below_the_first_eligible_bin_are_folded_into_it() -> None:
+    # cost_min 0.31 makes [0.3, 0.4) ineligible; the segment (0.31, 0.35) lies wholly below the
+    # first eligible bin [0.4, 0.5) and is folded into it: (a0 + a1) / 2, where a1 = the segment
+    # (0.35, 0.8) that crosses the bin.
+    cost, loss = t([0.31, 0.35, 0.8, 1.0]), t([1.0, 0.6, 0.3, 0.2])
+    w = pareto_aware_weights(cost, loss, cost_min=0.31, n_bins=10)
+    a0, a1, a2 = 0.04 * 0.4, 0.45 * 0.3, 0.2 * 0.1
+    raw = t([0, 0, 0, 0, (a0 + a1) / 2, a1, a1, a1, (a1 + a2) / 2, a2])
+    assert torch.allclose(w, raw / raw.sum())
 
 
 def test_append_rule_uses_full_network_loss() -> None:

@@ -108,6 +108,7 @@ _CHOICES = {
     "schedule": lambda: ("linear", "cosine"),
     "target": lambda: ("pareto", "uniform"),
     "loss_bound": lambda: ("upper", "lower"),
+    "high_loss": lambda: ("reference", "chance"),
 }
 
 

@@ -71,6 +71,10 @@ class TrainConfig:
     target: str = "pareto"  # pareto | uniform (the "Joslim" variant)
     beta: float = 0.1
     loss_bound: str = "upper"  # upper (mu + sqrt(beta) sigma, the authors' code) | lower
+    # loss of the point prepended at cost(alpha_min) when the target front stops short of it:
+    # reference (the constant 8 of the authors' PareCO code) | chance (ln(classes))
+    high_loss: str = "reference"
+    smallest_in_front: bool = True  # the smallest network's measured loss joins that front
     search_candidates: int = 0  # TwoStage's stage-2 budget; 0 = PareCO's scoring budget
     # evaluation
     recal_batches: int = 20  # BN recalibration: training batches per sub-network
@@ -129,6 +133,10 @@ class TrainConfig:
         need(
             self.loss_bound in ("upper", "lower"),
             f"loss_bound must be upper or lower, got {self.loss_bound!r}",
+        )
+        need(
+            self.high_loss in ("reference", "chance"),
+            f"high_loss must be reference or chance, got {self.high_loss!r}",
         )
         need(self.tau is None or self.tau >= 1, f"tau must be >= 1, got {self.tau}")
         need(
@@ -251,6 +259,10 @@ HELP: dict[str, str] = {
     "beta": "weight of the loss GP's standard deviation in its confidence bound",
     "loss_bound": "confidence bound of the loss in the scalarization: upper (mu + sqrt(beta) "
     "sigma, the authors' code) or lower (mu - sqrt(beta) sigma)",
+    "high_loss": "loss of the point put at the smallest network's cost while the target front "
+    "stops short of it: reference (the authors' constant 8) or chance (ln(classes))",
+    "smallest_in_front": "put the smallest network's measured loss into the front that weights "
+    "the target costs",
     "search_candidates": "TwoStage's search budget (0 = as many scoring images as PareCO's "
     "re-scoring spends, at most 1000 candidates)",
     "recal_batches": "training batches that recalibrate BN statistics per sub-network",

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from pareco.search.targets import REFERENCE_HIGH_LOSS, chance_loss
 from pareco.space import WidthSpace
 
 # Scores widths with the current weights: ``n x dim`` → ``n`` losses on the calibration batch.
@@ -93,7 +94,8 @@ class ParecoSampler:
         beta: float = 0.1,
         target: str = "pareto",
         loss_bound: str = "upper",
-        high_loss: float | None = None,
+        high_loss: float | None = REFERENCE_HIGH_LOSS,
+        smallest_in_front: bool = True,
         history_path: str | Path | None = None,
     ) -> None:
         from pareco.search import ParecoSearch, SearchConfig
@@ -106,10 +108,11 @@ class ParecoSampler:
             beta=beta,
             loss_bound=loss_bound,  # type: ignore[arg-type]
             high_loss=high_loss,
+            smallest_in_front=smallest_in_front,
             target_mode=target,
             seed=seed,
         )
-        self.search = ParecoSearch(cost_ratio, config)
+        self.search = ParecoSearch(cost_ratio, config, channels=space.channels)
         self.tau = tau
         self.history_path = Path(history_path) if history_path else None
         self.current: list[Tensor] = []
@@ -124,10 +127,13 @@ class ParecoSampler:
     def _round(self, step: int, scorer: Scorer) -> None:
         history = self.search.history
         if len(history):
+            # The smallest network is scored with the history: its loss anchors the front that
+            # weights the target costs at cost(alpha_min).
             start = time.perf_counter()
-            losses = scorer(history.alphas())
+            losses = scorer(torch.cat([history.alphas(), self.search.smallest.unsqueeze(0)]))
             self.timings["rescore"] += time.perf_counter() - start
-            self.search.update_losses(range(len(history)), losses, step)
+            self.search.update_losses(range(len(history)), losses[:-1], step)
+            self.search.update_smallest_loss(float(losses[-1]))
         records = self.search.propose(step)
         stats = self.search.last_round
         self.timings["fit"] += stats.fit_seconds
@@ -165,6 +171,17 @@ class ParecoSampler:
         self.flush()  # history.jsonl may hold lines from after the checkpoint: rewrite it
 
 
+def high_loss_value(name: str, num_classes: int | None) -> float:
+    """The high loss a config names: ``reference`` (the authors' constant 8) or ``chance``
+    (ln(classes), the loss of a network that learned nothing; the reference's value without a
+    class count)."""
+    if name == "chance" and num_classes:
+        return chance_loss(num_classes)
+    if name not in ("reference", "chance"):
+        raise ValueError(f"high_loss must be reference or chance, got {name!r}")
+    return REFERENCE_HIGH_LOSS
+
+
 def default_num_proposals(total_steps: int) -> int:
     """Proposal budget for a run of ``total_steps``.
 
@@ -186,11 +203,12 @@ def default_warmup(num_proposals: int) -> int:
 def rescoring_images(num_proposals: int, num_sampled: int, calib_size: int) -> int:
     """Images a PareCO run's history re-scoring passes through the network over the whole run.
 
-    Round r (0-based) re-scores the r·M proposals made so far on the calibration batch, and a run
-    makes P/M rounds, so the total is M·calib·R(R−1)/2 with R = ceil(P/M).
+    Round r (0-based) re-scores the r·M proposals made so far and the smallest network on the
+    calibration batch, and a run makes P/M rounds, so the total is M·calib·R(R−1)/2 + calib·(R−1)
+    with R = ceil(P/M).
     """
     rounds = math.ceil(num_proposals / num_sampled)
-    return num_sampled * calib_size * rounds * (rounds - 1) // 2
+    return num_sampled * calib_size * rounds * (rounds - 1) // 2 + calib_size * max(0, rounds - 1)
 
 
 def default_search_candidates(
@@ -219,7 +237,8 @@ def make_sampler(
     beta: float = 0.1,
     target: str = "pareto",
     loss_bound: str = "upper",
-    high_loss: float | None = None,
+    high_loss: float | None = REFERENCE_HIGH_LOSS,
+    smallest_in_front: bool = True,
     history_path: str | Path | None = None,
 ) -> Sampler:
     if method == "slim":
@@ -231,7 +250,8 @@ def make_sampler(
             raise ValueError("the pareco sampler needs the exact cost_ratio function")
         return ParecoSampler(
             space, cost_ratio, num=num, tau=tau, seed=seed, warmup=warmup, beta=beta,
-            target=target, loss_bound=loss_bound, high_loss=high_loss, history_path=history_path,
+            target=target, loss_bound=loss_bound, high_loss=high_loss,
+            smallest_in_front=smallest_in_front, history_path=history_path,
         )  # fmt: skip
     raise ValueError(f"unknown method {method!r}; choose slim, twostage or pareco")
 

@@ -33,11 +33,11 @@ from pareco.samplers import (
     Sampler,
     default_num_proposals,
     default_warmup,
+    high_loss_value,
     make_sampler,
 )
 from pareco.sandwich import label_loss, loss_names, sandwich_backward
 from pareco.schedule import sgd, warmup_decay
-from pareco.search.targets import chance_loss
 from pareco.slim import SlimmableNet
 
 
@@ -194,7 +194,8 @@ class Trainer:
             beta=config.beta,
             target=config.target,
             loss_bound=config.loss_bound,
-            high_loss=chance_loss(classes) if classes else None,
+            high_loss=high_loss_value(config.high_loss, classes),
+            smallest_in_front=config.smallest_in_front,
             history_path=self.run_dir / "history.jsonl" if self.is_main else None,
         )
         self.model: nn.Module = self.net

@@ -16,8 +16,12 @@ from typing import Any
 import torch
 
 from pareco.evaluate import score_widths
-from pareco.samplers import default_num_proposals, default_search_candidates, default_warmup
-from pareco.search.targets import chance_loss
+from pareco.samplers import (
+    default_num_proposals,
+    default_search_candidates,
+    default_warmup,
+    high_loss_value,
+)
 from pareco.train import RunError, load_run
 
 
@@ -72,11 +76,16 @@ def run_search(
             warmup=cfg.warmup_proposals or default_warmup(proposals),
             beta=cfg.beta,
             loss_bound=cfg.loss_bound,  # type: ignore[arg-type]
-            high_loss=chance_loss(classes) if classes else None,
+            high_loss=high_loss_value(cfg.high_loss, classes),
+            smallest_in_front=cfg.smallest_in_front,
             target_mode=cfg.target,
             seed=cfg.seed,
         ),
+        channels=run.net.space.channels,  # no channel vector is scored twice on frozen weights
     )
+    # The weights are frozen: the smallest network is scored once, on the same batches.
+    smallest = search.smallest.unsqueeze(0)
+    search.update_smallest_loss(float(score_widths(run.net, smallest, batches)[0]))
     history_path = Path(run_dir) / "history.jsonl"
     tmp = history_path.with_suffix(".jsonl.tmp")
     bar = None

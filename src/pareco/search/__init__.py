@@ -46,6 +46,7 @@ from pareco.search.scalarize import (
     lower_confidence_bound,
 )
 from pareco.search.targets import (
+    REFERENCE_HIGH_LOSS,
     bin_centres,
     chance_loss,
     default_high_loss,
@@ -56,6 +57,7 @@ from pareco.search.targets import (
 )
 
 __all__ = [
+    "REFERENCE_HIGH_LOSS",
     "BisectionResult",
     "CostFn",
     "CostStandardizer",

@@ -27,7 +27,12 @@ from pareco.search.optimize import (
 )
 from pareco.search.propose import BisectionResult, bisect_lambda
 from pareco.search.scalarize import Bound, CostFn, CostStandardizer, Scalarization
-from pareco.search.targets import sample_pareto_aware_target, sample_uniform_target
+from pareco.search.seen import ChannelsFn, SeenWidths
+from pareco.search.targets import (
+    REFERENCE_HIGH_LOSS,
+    sample_pareto_aware_target,
+    sample_uniform_target,
+)
 
 __all__ = ["ParecoSearch", "RoundStats", "SearchConfig"]
 
@@ -47,8 +52,14 @@ class SearchConfig:
         beta: confidence parameter of the loss bound.
         loss_bound: "upper" (μ + sqrt(β)·σ, the authors' code, default) or "lower"
             (μ − sqrt(β)·σ) confidence bound of the loss in the scalarization.
-        high_loss: loss of the point prepended at cost(α_min) when the history's front stops
-            short of it (a fixed value, e.g. `chance_loss(classes)`); None: `default_high_loss`.
+        high_loss: loss of the point prepended at cost(α_min) when the front that weights the
+            targets stops short of it: the reference's constant 8 by default (PareCO's
+            `train.py`), e.g. `chance_loss(classes)` as an option; None: `default_high_loss`.
+        smallest_in_front: put the smallest network's measured loss (`update_smallest_loss`)
+            into the front that weights the targets, so that the front reaches cost(α_min) and
+            no made-up high loss is prepended once it is measured (the authors' TwoStage search
+            does this; their PareCO prepends the constant). Without it, a front that can never
+            reach cost(α_min) keeps asking for the cheap end (issue #20).
         baseline: b of the scalarization.
         rho: augmentation weight of the scalarization.
         target_mode: "pareto" (PareCO) or "uniform" (Joslim).
@@ -70,7 +81,8 @@ class SearchConfig:
     warmup: int = 20
     beta: float = 0.1
     loss_bound: Bound = "upper"
-    high_loss: float | None = None
+    high_loss: float | None = REFERENCE_HIGH_LOSS
+    smallest_in_front: bool = True
     baseline: float = -3.0
     rho: float = 1e-6
     target_mode: TargetMode = "pareto"
@@ -138,12 +150,16 @@ class ParecoSearch:
         cost_ratio: exact vectorized cost, `n x dim` float64 multipliers -> `n` cost ratios.
         config: search settings.
         minimizer: overrides the minimizer named by `config.optimizer` (e.g. smaller settings).
+        channels: α -> channel counts (`WidthSpace.channels`): no two proposals share a channel
+            vector, and none has the smallest network's; None compares α exactly.
 
     Attributes:
         history: every proposal, its cost and losses.
         generator: the search's only source of randomness (saved in `state_dict`).
         cost_min: cost ratio of the smallest network.
         loss_model: the GP of the last GP-driven round (None before).
+        smallest_loss: the smallest network's latest measured loss (None before it is measured).
+        seen: the channel vectors of every proposal so far and of the smallest network.
         last_round: timings of the last `propose` call.
     """
 
@@ -152,13 +168,18 @@ class ParecoSearch:
         cost_ratio: CostFn,
         config: SearchConfig,
         minimizer: ScalarizationMinimizer | None = None,
+        channels: ChannelsFn | None = None,
     ) -> None:
         self.cost_ratio = cost_ratio
         self.config = config
         self.minimizer = minimizer if minimizer is not None else _minimizer_for(config.optimizer)
         self.history = History(config.dim)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.cost_min = self._cost(torch.full((config.dim,), config.alpha_min))
+        self.smallest = torch.full((config.dim,), config.alpha_min, dtype=torch.float64)
+        self.cost_min = self._cost(self.smallest)
+        self.smallest_loss: float | None = None
+        self.seen = SeenWidths(config.dim, channels)
+        self.seen.add(self.smallest)
         self.loss_model: LossModel | None = None
         self._gp_init: dict[str, torch.Tensor] = {}
         self.last_round: RoundStats | None = None
@@ -174,6 +195,10 @@ class ParecoSearch:
     ) -> None:
         """Record re-scored losses (see `History.update_losses`)."""
         self.history.update_losses(indices, losses, step)
+
+    def update_smallest_loss(self, loss: float) -> None:
+        """Record the smallest network's loss, measured like the history's (same batch)."""
+        self.smallest_loss = float(loss)
 
     def propose(self, step: int) -> list[ProposalRecord]:
         """The next M proposals; they join the history with a NaN placeholder loss.
@@ -192,7 +217,11 @@ class ParecoSearch:
         for _ in range(cfg.proposals_per_round):
             g = len(self.history)
             if g < cfg.warmup:
-                records.append(self._add(self._draw_new(uniform=True), step, "uniform"))
+                alpha = self._draw_new(uniform=True)
+                if bool(self.seen.seen(alpha)):  # a coarse space has few uniform networks
+                    records.append(self._add(self._draw_new(uniform=False), step, "random"))
+                else:
+                    records.append(self._add(alpha, step, "uniform"))
                 continue
             if g == cfg.warmup:
                 records.append(self._add(torch.ones(cfg.dim, dtype=torch.float64), step, "full"))
@@ -206,6 +235,12 @@ class ParecoSearch:
             else:
                 target = self._sample_target()
                 result = self._bisect(solver, target)
+                if bool(self.seen.seen(result.alpha)):
+                    # Every candidate the minimizer reached was already proposed (T = +inf
+                    # everywhere): a random new vector instead of scoring a network twice.
+                    records.append(self._add(self._draw_new(uniform=False), step, "random"))
+                    solve_s += time.perf_counter() - t0
+                    continue
                 records.append(
                     self._add(
                         result.alpha,
@@ -235,7 +270,7 @@ class ParecoSearch:
             shape = (1,) if uniform else (cfg.dim,)
             unit = torch.rand(shape, generator=self.generator, dtype=torch.float64)
             alpha = (cfg.alpha_min + (1.0 - cfg.alpha_min) * unit).expand(cfg.dim).clone()
-            if not self._is_trained_anyway(alpha):
+            if not self._is_trained_anyway(alpha) and not bool(self.seen.seen(alpha)):
                 break
         return alpha
 
@@ -270,6 +305,7 @@ class ParecoSearch:
             rho=cfg.rho,
             bound=cfg.loss_bound,
             excluded_costs=(self.cost_min, 1.0),
+            seen=self.seen,
         )
         solver = self.minimizer.prepare(
             scalarization, cfg.alpha_min, scored.alphas, scored.losses, self.generator
@@ -289,6 +325,7 @@ class ParecoSearch:
     ) -> ProposalRecord:
         if cost is None:
             cost = self._cost(alpha)
+        self.seen.add(alpha)
         return self.history.add(alpha, cost, step, kind, target_cost, lam, bisection_steps, hit)
 
     def _sample_target(self) -> float:
@@ -298,9 +335,13 @@ class ParecoSearch:
         scored = self.history.scored()
         is_full = (scored.alphas == 1.0).all(dim=-1)
         full_loss = float(scored.losses[is_full][-1]) if is_full.any() else None
+        costs, losses = scored.costs, scored.losses
+        if cfg.smallest_in_front and self.smallest_loss is not None:
+            costs = torch.cat([costs, costs.new_tensor([self.cost_min])])
+            losses = torch.cat([losses, losses.new_tensor([self.smallest_loss])])
         return sample_pareto_aware_target(
-            scored.costs,
-            scored.losses,
+            costs,
+            losses,
             self.cost_min,
             self.generator,
             full_loss=full_loss,
@@ -326,6 +367,7 @@ class ParecoSearch:
             "history": self.history.state_dict(),
             "generator": self.generator.get_state(),
             "gp_hyperparameters": {k: v.clone() for k, v in self._gp_init.items()},
+            "smallest_loss": self.smallest_loss,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -339,3 +381,8 @@ class ParecoSearch:
         self.history.load_state_dict(state["history"])
         self.generator.set_state(state["generator"])
         self._gp_init = {k: v.clone() for k, v in state.get("gp_hyperparameters", {}).items()}
+        self.smallest_loss = state.get("smallest_loss")
+        self.seen = SeenWidths(self.config.dim, self.seen.channels)
+        self.seen.add(self.smallest)
+        if len(self.history):
+            self.seen.add(self.history.alphas())

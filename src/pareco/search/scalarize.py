@@ -12,7 +12,8 @@
   ratios of the points the GP was fitted on, so that u and ĉ are on comparable scales.
 - b = −3 (a reference point below almost every standardized value), ρ = 1e−6.
 - Candidates whose exact cost equals an excluded cost (the smallest and the largest network, which
-  the sandwich rule trains at every step anyway) get T = +inf, so no proposal is spent on them.
+  the sandwich rule trains at every step anyway) get T = +inf, so no proposal is spent on them;
+  so do candidates whose channels were already proposed (`seen`, a `SeenWidths`).
 
 A larger λ weighs cost more, so its minimizer is cheaper.
 """
@@ -26,6 +27,8 @@ from typing import Literal, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
+
+from pareco.search.seen import SeenWidths
 
 __all__ = [
     "CostFn",
@@ -121,6 +124,7 @@ class ScalarizationParts(NamedTuple):
     u: Tensor
     c_hat: Tensor
     cost: Tensor
+    key: Tensor | None = None  # `m` channel-vector keys, when the scalarization excludes seen ones
 
 
 class Scalarization:
@@ -140,6 +144,7 @@ class Scalarization:
         rho: float = 1e-6,
         bound: Bound = "upper",
         excluded_costs: tuple[float, ...] = (),
+        seen: SeenWidths | None = None,
     ) -> None:
         if bound not in ("upper", "lower"):
             raise ValueError(f"bound must be 'upper' or 'lower', got {bound!r}")
@@ -151,6 +156,7 @@ class Scalarization:
         self.rho = rho
         self.bound: Bound = bound
         self.excluded_costs = tuple(float(c) for c in excluded_costs)
+        self.seen = seen  # read at every `value` call: proposals of the same round are excluded
 
     def u(self, mean: Tensor, std: Tensor) -> Tensor:
         """The loss term's confidence bound of posterior means and standard deviations."""
@@ -172,14 +178,17 @@ class Scalarization:
             u=self.u(mean, std),
             c_hat=self.cost_standardizer(cost),
             cost=cost,
+            key=None if self.seen is None else self.seen.keys(alpha),
         )
 
     def value(self, parts: ScalarizationParts, lam: float | Tensor) -> Tensor:
-        """`m` values of T_λ from precomputed parts (+inf at excluded costs)."""
+        """`m` values of T_λ from precomputed parts (+inf at excluded costs and seen channels)."""
         value = augmented_chebyshev(parts.u, parts.c_hat, lam, self.baseline, self.rho)
-        if not self.excluded_costs:
-            return value
-        return value.masked_fill(self.excluded(parts.cost), math.inf)
+        if self.excluded_costs:
+            value = value.masked_fill(self.excluded(parts.cost), math.inf)
+        if self.seen is not None and parts.key is not None:
+            value = value.masked_fill(self.seen.seen_keys(parts.key), math.inf)
+        return value
 
     def __call__(self, alpha: Tensor, lam: float | Tensor) -> Tensor:
         """`m` values of T_λ for `m x dim` candidates."""
