@@ -3,8 +3,10 @@
 `evaluate_seed` builds, for one seed and each cost objective, the fronts of Slim, TwoStage and
 PareCO and the two cross-evaluations, and writes the small summary docs/results/compare/s<seed>.json.
 `report` reads every summary and writes docs/results.md: per-method means, and per-seed *paired*
-differences of the area under the test-error–cost curve (AUC, lower is better) with a 95% t interval
-and a two-sided sign test.
+differences of the area under the test-error–cost curve (AUC, lower is better) with a 95% t interval,
+a paired t test with Holm's correction over every contrast and cost objective, and a two-sided sign
+test. The report recomputes every front's metrics from the points a summary stores, so a change of
+metric (the validation-chosen step curve, the interpolated AUC) applies to earlier seeds too.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def metrics(points: list[dict[str, Any]], lo: float) -> dict[str, Any]:
     m = summary_metrics(cost, val, test, lo=lo, budgets=BUDGETS)
     return {
         "auc": m["auc"],
+        "auc_linear": m["auc_linear"],
+        "points": len(points),
         "mean_test_error": m["mean_test_error"],
         "hypervolume": m["hypervolume"],
         "accuracy_at": {str(a["budget"]): a["test_accuracy"] for a in m["accuracy_at"]},
@@ -83,22 +87,28 @@ def _search_stats(run_dir: Path) -> dict[str, Any]:
     records = read_history(path)
     gp = [r for r in records if r.get("kind") == "gp"]
     hits = [r for r in gp if r.get("hit")]
+    from pareco.front import open_run
+
+    space = open_run(run_dir).net.space
+    alphas = torch.tensor([r["alpha"] for r in records], dtype=torch.float64)
+    distinct = len({tuple(c) for c in space.channels(alphas).tolist()}) if records else 0
     return {
         "proposals": len(records),
+        "distinct": distinct,
         "gp_proposals": len(gp),
         "gp_hits": len(hits),
         "gp_costs": [r["cost"] for r in gp],
     }
 
 
-def evaluate_seed(root: Path, seed: int, summaries: Path = SUMMARIES) -> None:
+def evaluate_seed(root: Path, seed: int, summaries: Path = SUMMARIES, device: str = "cpu") -> None:
     from pareco.front import Candidate, build_front, ensure_front, open_run, uniform_sweep
     from pareco.samplers import rescoring_images
 
     torch.set_num_threads(1)
     start = time.perf_counter()
     slim_dir = root / f"slim-s{seed}"
-    slim_run = open_run(slim_dir)
+    slim_run = open_run(slim_dir, device)
     summary: dict[str, Any] = {"seed": seed, "costs": {}, "runs": {}}
     cache = root / f"cross-s{seed}"
     cache.mkdir(exist_ok=True)
@@ -108,8 +118,8 @@ def evaluate_seed(root: Path, seed: int, summaries: Path = SUMMARIES) -> None:
             "twostage": root / f"twostage-{cost}-s{seed}",
             "pareco": root / f"pareco-{cost}-s{seed}",
         }
-        fronts = {k: ensure_front(d, progress=False) for k, d in dirs.items()}
-        pareco_run = open_run(dirs["pareco"])
+        fronts = {k: ensure_front(d, device=device, progress=False) for k, d in dirs.items()}
+        pareco_run = open_run(dirs["pareco"], device)
         cross_file = cache / f"{cost}.json"
         if cross_file.exists():
             cross = json.loads(cross_file.read_text())
@@ -123,9 +133,14 @@ def evaluate_seed(root: Path, seed: int, summaries: Path = SUMMARIES) -> None:
             net = pareco_run.net
             sweep = uniform_sweep(net.space, lambda a, net=net, c=cost: net.cost_ratio(a, c), 16)
             cross = {
-                "pareco_widths_on_slim": build_front(slim_run, candidates=widths, progress=False),
+                "pareco_widths_on_slim": build_front(
+                    slim_run, candidates=widths, device=device, progress=False
+                ),
                 "uniform_on_pareco": build_front(
-                    pareco_run, candidates=[Candidate(a, "uniform") for a in sweep], progress=False
+                    pareco_run,
+                    candidates=[Candidate(a, "uniform") for a in sweep],
+                    device=device,
+                    progress=False,
                 ),
             }
             cross_file.write_text(json.dumps(cross) + "\n")
@@ -165,24 +180,62 @@ def evaluate_seed(root: Path, seed: int, summaries: Path = SUMMARIES) -> None:
 
 # ------------------------------------------------------------------------------------------------
 def paired(diffs: list[float]) -> dict[str, Any]:
-    """Mean paired difference, its 95% t interval, and a two-sided sign test."""
+    """Mean paired difference, its 95% t interval, the paired t test's two-sided p (NaN with
+    fewer than 2 seeds), and a two-sided sign test."""
     from scipy import stats
 
     n = len(diffs)
     mean = statistics.mean(diffs)
+    p_t = math.nan
     if n > 1:
         sd = statistics.stdev(diffs)
         half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+        if sd > 0:
+            p_t = float(2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+        else:
+            p_t = 0.0 if mean != 0 else 1.0
     else:
         half = math.nan
     negative = sum(d < 0 for d in diffs)
     nonzero = sum(d != 0 for d in diffs)
     p_sign = stats.binomtest(negative, nonzero, 0.5).pvalue if nonzero else 1.0
     return {"n": n, "mean": mean, "ci95": [mean - half, mean + half], "negative": negative,
-            "sign_test_p": p_sign}  # fmt: skip
+            "t_test_p": p_t, "sign_test_p": p_sign}  # fmt: skip
 
 
-def _finding(what: str, p: dict[str, Any]) -> str:
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of `m` p-values (family-wise error), in their given order.
+
+    The k-th smallest p (k = 0, 1, ...) is multiplied by m − k, made non-decreasing along the
+    sorted order and capped at 1. NaN p-values are left out of the family and stay NaN.
+    """
+    known = [(p, i) for i, p in enumerate(p_values) if not math.isnan(p)]
+    m = len(known)
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for k, (p, i) in enumerate(sorted(known)):
+        running = max(running, min(1.0, (m - k) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def contrast_table(summaries: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Every contrast under every cost objective: `paired` of its AUC differences, plus the
+    Holm-adjusted t-test p over the whole family and the linear-AUC differences' `paired`."""
+    table = {}
+    for cost in COSTS:
+        for a, b, _ in CONTRASTS:
+            p = paired(_auc_diffs(summaries, cost, a, b))
+            linear = _auc_diffs(summaries, cost, a, b, "auc_linear")
+            p["linear"] = paired(linear) if linear else None
+            table[(cost, a, b)] = p
+    keys = list(table)
+    for key, adj in zip(keys, holm([table[k]["t_test_p"] for k in keys])):
+        table[key]["holm_p"] = adj
+    return table
+
+
+def _finding(what: str, p: dict[str, Any], planned: int) -> str:
     """One plain sentence on what a paired difference shows, and what it does not."""
     lo, hi = p["ci95"]
     if p["n"] < 2:
@@ -193,9 +246,13 @@ def _finding(what: str, p: dict[str, Any]) -> str:
         verdict = "b is better: the 95% interval lies above 0"
     else:
         verdict = "not separated: the 95% interval contains 0"
+    if (hi < 0 or lo > 0) and not p["holm_p"] < 0.05:
+        verdict += f", but not after Holm's correction (adjusted p = {p['holm_p']:.2f})"
+    elif hi < 0 or lo > 0:
+        verdict += f", and after Holm's correction (adjusted p = {p['holm_p']:.3f})"
     tail = f"{p['negative']} of {p['n']} seeds favour a, sign test p = {p['sign_test_p']:.3f}"
-    if p["n"] < PLANNED_SEEDS:
-        tail += f"; {p['n']} of {PLANNED_SEEDS} planned seeds, so not a conclusion"
+    if p["n"] < planned:
+        tail += f"; {p['n']} of {planned} planned seeds, so not a conclusion"
     return f"- {what}: {verdict} ({tail})."
 
 
@@ -231,43 +288,90 @@ def _multiplicity_note() -> str:
         f"**Many intervals.** The page reports {k} paired intervals ({len(CONTRASTS)} contrasts × "
         f"{len(COSTS)} cost objectives). If no method differed and they were independent, at least "
         f"one would exclude 0 by chance with probability {chance:.2f}: an interval that only just "
-        "excludes 0 is weak evidence on its own."
+        "excludes 0 is weak evidence on its own. So every contrast also gets its paired t test's "
+        f"p-value adjusted by Holm's step-down correction over the {k} tests (family-wise error "
+        "5%): only a contrast whose adjusted p is below 0.05 is called shown."
     )
 
 
-def _auc_diffs(summaries: list[dict[str, Any]], cost: str, a: str, b: str) -> list[float]:
+def _sizes_note(summaries: list[dict[str, Any]]) -> str:
+    """Fronts of different sizes: say how many points each has on average."""
+    cells = []
+    for key in VARIANTS:
+        counts = [
+            s["costs"][c]["fronts"][key]["metrics"].get("points") for s in summaries for c in COSTS
+        ]
+        counts = [n for n in counts if n is not None]
+        if counts:
+            cells.append(f"{key} {statistics.mean(counts):.1f}")
+    if not cells:
+        return ""
+    return (
+        "**Fronts of different sizes.** Mean points per front (both cost objectives): "
+        + ", ".join(cells)
+        + ". The cross-evaluation 'PareCO's front widths on Slim's weights' takes only PareCO's "
+        "front widths, against Slim's sweep of 16 uniform widths: a front with fewer points draws a "
+        "coarser step curve, so its step AUC is handicapped; the linear AUC (curve drawn between "
+        "consecutive points) handicaps sparse fronts less. The comparison is not at equal point "
+        "counts; read those contrasts with that in mind."
+    )
+
+
+def _auc_diffs(
+    summaries: list[dict[str, Any]], cost: str, a: str, b: str, key: str = "auc"
+) -> list[float]:
     fronts = [s["costs"][cost]["fronts"] for s in summaries]
-    return [f[a]["metrics"]["auc"] - f[b]["metrics"]["auc"] for f in fronts]
+    if any(key not in f[v]["metrics"] for f in fronts for v in (a, b)):
+        return []
+    return [f[a]["metrics"][key] - f[b]["metrics"][key] for f in fronts]
 
 
-def _summary(summaries: list[dict[str, Any]]) -> list[str]:
-    """The page in a few lines: which paired intervals exclude 0, and which do not."""
+def refresh_metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    """Recompute every front's metrics from its stored points (summaries keep the points)."""
+    for part in summary["costs"].values():
+        lo = part["cost_range"][0]
+        for front in part["fronts"].values():
+            if "points" in front:
+                front["metrics"] = metrics(front["points"], lo)
+    return summary
+
+
+def _summary(summaries: list[dict[str, Any]], planned: int) -> list[str]:
+    """The page in a few lines: which contrasts survive Holm's correction, which only exclude 0
+    from their own interval, and which are not separated."""
     if len(summaries) < 2:
         return []
-    shown, not_shown = [], []
+    table = contrast_table(summaries)
+    shown, weak, not_shown = [], [], []
     for cost in COSTS:
         for a, b, what in CONTRASTS:
-            p = paired(_auc_diffs(summaries, cost, a, b))
+            p = table[(cost, a, b)]
             lo, hi = p["ci95"]
             line = f"{what}, {cost}: {p['mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
             if hi < 0 or lo > 0:
                 winner = VARIANTS[a if hi < 0 else b]
-                shown.append(
-                    f"- {line}, {p['negative']}/{p['n']} seeds favour a: {winner} is better."
+                text = (
+                    f"- {line}, {p['negative']}/{p['n']} seeds favour a: {winner} is better "
+                    f"(Holm-adjusted p = {p['holm_p']:.3f})."
                 )
+                (shown if p["holm_p"] < 0.05 else weak).append(text)
             else:
                 not_shown.append(f"- {line}.")
+    incomplete = (
+        f" (only {len(summaries)} of {planned} planned seeds: not conclusions)"
+        if len(summaries) < planned
+        else ""
+    )
     return [
         "## Summary",
         "",
-        "Paired AUC differences (a − b) whose 95% interval excludes 0"
-        + (
-            f" (only {len(summaries)} of {PLANNED_SEEDS} planned seeds: not conclusions):"
-            if len(summaries) < PLANNED_SEEDS
-            else ":"
-        ),
+        f"Paired AUC differences (a − b) that survive Holm's correction{incomplete}:",
         "",
         *(shown or ["- none."]),
+        "",
+        "Whose own 95% interval excludes 0, but not after the correction (not shown):",
+        "",
+        *(weak or ["- none."]),
         "",
         "Not separated (the interval contains 0), so not shown by this experiment:",
         "",
@@ -285,57 +389,82 @@ def _job_seconds(summary: dict[str, Any]) -> float:
     return total
 
 
-def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") -> None:
-    summaries = [json.loads(p.read_text()) for p in sorted(folder.glob("s*.json"))]
+def report(
+    folder: Path = SUMMARIES,
+    page: Path = ROOT / "docs" / "results.md",
+    config: Path = ROOT / "configs" / "compare_fmnist.yaml",
+    planned: int = PLANNED_SEEDS,
+    title: str = "Method comparison on Fashion-MNIST (paired seeds)",
+    command: str = "python benchmarks/compare_methods.py",
+) -> None:
+    summaries = [refresh_metrics(json.loads(p.read_text())) for p in sorted(folder.glob("s*.json"))]
     if not summaries:
         raise SystemExit(f"no summaries in {folder}: run `compare_methods.py run` first")
     seeds = [s["seed"] for s in summaries]
-    config = (ROOT / "configs" / "compare_fmnist.yaml").read_text()
+    config_text = Path(config).read_text()
+    try:
+        config_name = Path(config).resolve().relative_to(ROOT)
+    except ValueError:
+        config_name = Path(config)
+    try:
+        folder_name = Path(folder).resolve().relative_to(ROOT)
+    except ValueError:
+        folder_name = Path(folder)
+    all_seeds = " ".join(str(i) for i in range(planned))
     out = [
-        "# Method comparison on Fashion-MNIST (paired seeds)",
+        f"# {title}",
         "",
-        "Produced by `python benchmarks/compare_methods.py run --seeds ...` (trainings, TwoStage "
+        f"Produced by `{command} run --seeds ...` (trainings, TwoStage "
         "searches, fronts and cross-evaluations; one small summary per seed in "
-        "`docs/results/compare/`) and `python benchmarks/compare_methods.py report` (this page). "
-        f"Seeds in this report: {', '.join(map(str, seeds))} ({len(seeds)}).",
+        f"`{folder_name}/`) and `{command} report` (this page). "
+        f"Seeds in this report: {', '.join(map(str, seeds))} ({len(seeds)} of {planned} planned).",
         "",
         *(
             [
-                f"**Incomplete: {len(seeds)} of the {PLANNED_SEEDS} planned seeds.** The tables "
+                f"**Incomplete: {len(seeds)} of the {planned} planned seeds.** The tables "
                 "below are what these seeds measured; no conclusion about the methods is drawn "
                 "from them (one seed gives no interval at all, and few give wide ones). The other "
-                "seeds resume with `python benchmarks/compare_methods.py run --seeds "
-                "0 1 2 3 4` (finished steps are skipped).",
+                f"seeds resume with `{command} run --seeds {all_seeds}` (finished steps are "
+                "skipped).",
                 "",
             ]
-            if len(seeds) < PLANNED_SEEDS
+            if len(seeds) < planned
             else []
         ),
         "Every run shares the model, data, epochs and trainer; each front is selected on the "
         "5,000-image validation split and reported on the Fashion-MNIST test set (10,000 images). "
         "AUC = area under the test-error–cost-ratio curve over the common cost range [cost of the "
-        "smallest network, 1]; lower is better. Differences are paired by seed (the same seed "
-        "gives every method the same data split, initialization and batch order).",
+        "smallest network, 1]; lower is better. At cost c the step curve is the test error of the "
+        "front point chosen *on validation* within c (the point `pareco export` would ship); the "
+        "linear AUC draws it linearly between consecutive front points. Differences are paired by "
+        "seed (the same seed gives every method the same data split, initialization and batch "
+        "order).",
         "",
-        f"Configuration (`configs/compare_fmnist.yaml`):\n\n```yaml\n{config}```",
+        f"Configuration (`{config_name}`):\n\n```yaml\n{config_text}```",
         "",
         _scale_note(summaries),
         "",
         _multiplicity_note(),
         "",
-        *_summary(summaries),
+        _sizes_note(summaries),
+        "",
+        *_summary(summaries, planned),
     ]
+    table = contrast_table(summaries) if len(summaries) > 1 else {}
     for cost in COSTS:
         rows = {k: [s["costs"][cost]["fronts"][k] for s in summaries] for k in VARIANTS}
         lo = summaries[0]["costs"][cost]["cost_range"][0]
         out += [f"## Cost objective: {cost} (range [{lo:.3f}, 1])", ""]
-        head = ["front", "AUC", "hypervolume", *(f"acc @ {int(100 * b)}% (%)" for b in BUDGETS)]
+        head = ["front", "points", "AUC", "linear AUC", "hypervolume",
+                *(f"acc @ {int(100 * b)}% (%)" for b in BUDGETS)]  # fmt: skip
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for key, label in VARIANTS.items():
             ms = [r["metrics"] for r in rows[key]]
             cells = [
                 label,
+                _pm([m.get("points") for m in ms if m.get("points") is not None], 1, 1),
                 _pm([m["auc"] for m in ms], 1, 4),
+                _pm([m.get("auc_linear") for m in ms if m.get("auc_linear") is not None], 1, 4),
                 _pm([m["hypervolume"] for m in ms], 1, 4),
             ]
             cells += [_pm([m["accuracy_at"][str(b)] for m in ms], 100) for b in BUDGETS]
@@ -343,42 +472,49 @@ def report(folder: Path = SUMMARIES, page: Path = ROOT / "docs" / "results.md") 
         findings = []
         floor = 2 / 2 ** len(seeds)
         out += ["", "Paired AUC differences (a − b; negative: a is better). The interval is a "
-                f"t interval over {len(seeds)} seeds; with {len(seeds)} seeds the two-sided sign "
+                f"t interval over {len(seeds)} seeds; the t test's p is adjusted by Holm over "
+                f"all {len(CONTRASTS) * len(COSTS)} contrasts; with {len(seeds)} seeds the two-sided sign "
                 f"test cannot go below p = {floor:.4f}, even when every seed agrees.", ""]  # fmt: skip
         out += [
-            "| contrast | mean | 95% interval | seeds a better | sign test p |",
-            "|---|---|---|---|---|",
+            "| contrast | mean | 95% interval | t test p | Holm p | seeds a better | sign test p "
+            "| linear AUC: mean [95%] |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for a, b, what in CONTRASTS:
-            diffs = _auc_diffs(summaries, cost, a, b)
-            p = paired(diffs)
+            p = table.get((cost, a, b)) or paired(_auc_diffs(summaries, cost, a, b))
+            p.setdefault("holm_p", math.nan)
             lo95, hi95 = p["ci95"]
             interval = "–" if p["n"] < 2 else f"[{lo95:+.4f}, {hi95:+.4f}]"
+            lin = p.get("linear")
+            lin_cell = "–"
+            if lin and lin["n"] > 1:
+                lin_cell = f"{lin['mean']:+.4f} [{lin['ci95'][0]:+.4f}, {lin['ci95'][1]:+.4f}]"
             out.append(
-                f"| {what} | {p['mean']:+.4f} | {interval} | "
-                f"{p['negative']}/{p['n']} | {p['sign_test_p']:.3f} |"
+                f"| {what} | {p['mean']:+.4f} | {interval} | {p['t_test_p']:.3f} | "
+                f"{p['holm_p']:.3f} | {p['negative']}/{p['n']} | {p['sign_test_p']:.3f} | "
+                f"{lin_cell} |"
             )
-            findings.append(_finding(what, p))
+            findings.append(_finding(what, p, planned))
         out += ["", *findings, ""]
     job_seconds = [_job_seconds(s) for s in summaries]
     out += ["## Wall time and search statistics", "",
             "Job-seconds per seed (each training once, TwoStage's two stage-two searches, the "
             "evaluation): " + ", ".join(f"seed {s['seed']} {j:.0f} s" for s, j in
             zip(summaries, job_seconds)) + f". At two jobs side by side, the quietest seed (fewest job-seconds) gives "
-            f"{min(job_seconds) / 2 / 60:.0f} min per seed, {PLANNED_SEEDS * min(job_seconds) / 2 / 3600:.1f} h "
-            f"for {PLANNED_SEEDS} seeds.", "",
+            f"{min(job_seconds) / 2 / 60:.0f} min per seed, {planned * min(job_seconds) / 2 / 3600:.1f} h "
+            f"for {planned} seeds.", "",
             "Scoring images: PareCO's re-scoring of its history over the run, TwoStage's "
             "stage-two scoring (2 training batches per candidate). Wall times are as the runs "
             "recorded them, two 1-thread jobs side by side; a run that shared the machine with "
             "other work or was paused took longer, so they are not speed figures.", "",
-            "| run | train (s) | stage two (s) | proposals | scoring images | GP proposals hit ±0.02 |",
-            "|---|---|---|---|---|---|"]  # fmt: skip
+            "| run | train (s) | stage two (s) | proposals | distinct channel vectors | scoring images | GP proposals hit ±0.02 |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in summaries:
         for name, info in sorted(s["runs"].items()):
             hits = f"{info['gp_hits']}/{info['gp_proposals']}" if info.get("gp_proposals") else "–"
             stage2 = f"{info['search_seconds']:.0f}" if "search_seconds" in info else "–"
             out.append(f"| {name} | {info['train_seconds']:.0f} | {stage2} | "
-                       f"{info.get('proposals', '–')} | {info.get('scoring_images', '–')} | "
-                       f"{hits} |")  # fmt: skip
+                       f"{info.get('proposals', '–')} | {info.get('distinct', '–')} | "
+                       f"{info.get('scoring_images', '–')} | {hits} |")  # fmt: skip
     page.write_text("\n".join(out) + "\n")
     print("\n".join(out))

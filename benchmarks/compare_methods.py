@@ -18,6 +18,15 @@ and sessions: every training resumes from its checkpoint, every finished step is
     python benchmarks/compare_methods.py run --seeds 0 1 2 3 4 --jobs 2   # trainings, searches, fronts
     python benchmarks/compare_methods.py report                         # docs/results.md
 
+The same experiment in the paper's regime (issue #20; 30 epochs on all 60k images, several
+sessions on this machine; `benchmarks/compare_on_gpu.sh` runs it on one GPU):
+
+    python benchmarks/compare_methods.py run --config configs/compare_fmnist_paper.yaml \
+        --root runs/paper --summaries docs/results/compare_paper --seeds 0 1 2 --jobs 1
+    python benchmarks/compare_methods.py report --config configs/compare_fmnist_paper.yaml \
+        --summaries docs/results/compare_paper --page docs/results_paper.md --planned 3 \
+        --title "Method comparison in the paper's regime (Fashion-MNIST, 30 epochs)"
+
 `run` keeps `--jobs` processes busy at one thread each (two runs side by side on a 2-core machine).
 """
 
@@ -51,33 +60,45 @@ def pareco(*args: str) -> list[str]:
     return [sys.executable, "-m", "pareco", *args]
 
 
-def train_job(root: Path, config: str, method: str, cost: str, seed: int) -> Job:
+def train_job(
+    root: Path, config: str, method: str, cost: str, seed: int, device: str | None = None
+) -> Job:
     out = root / (f"{method}-s{seed}" if method != "pareco" else f"pareco-{cost}-s{seed}")
     if (out / "checkpoint.pt").exists():
         command = pareco("train", "--resume", "--out", str(out), "--no-progress")
     else:
         command = pareco("train", "--config", config, "--method", method, "--cost", cost,
                          "--seed", str(seed), "--out", str(out), "--no-progress")  # fmt: skip
+    if device:
+        command += ["--device", device]
     return Job(f"train {out.name}", command, out / "eval.json")
 
 
-def search_job(root: Path, seed: int, cost: str) -> Job:
+def search_job(root: Path, seed: int, cost: str, device: str | None = None) -> Job:
     """TwoStage's stage two for one cost objective, in a copy of stage one's run directory."""
     out = root / f"twostage-{cost}-s{seed}"
     script = [sys.executable, str(Path(__file__).resolve()), "stage-two",
               str(root / f"twostage-s{seed}"), str(out), cost]  # fmt: skip
+    if device:
+        script += ["--device", device]
     return Job(f"search {out.name}", script, out / "search.json", [f"train twostage-s{seed}"])
 
 
-def plan(root: Path, config: str, seeds: list[int], summaries: Path = SUMMARIES) -> list[Job]:
+def plan(
+    root: Path,
+    config: str,
+    seeds: list[int],
+    summaries: Path = SUMMARIES,
+    device: str | None = None,
+) -> list[Job]:
     jobs: list[Job] = []
     for seed in seeds:
         if (summaries / f"s{seed}.json").exists():
             continue  # summarized: its runs are no longer needed (they may be on another machine)
-        trains = [train_job(root, config, "slim", "flops", seed),
-                  train_job(root, config, "twostage", "flops", seed)]  # fmt: skip
-        trains += [train_job(root, config, "pareco", cost, seed) for cost in COSTS]
-        searches = [search_job(root, seed, cost) for cost in COSTS]
+        trains = [train_job(root, config, "slim", "flops", seed, device),
+                  train_job(root, config, "twostage", "flops", seed, device)]  # fmt: skip
+        trains += [train_job(root, config, "pareco", cost, seed, device) for cost in COSTS]
+        searches = [search_job(root, seed, cost, device) for cost in COSTS]
         script = [sys.executable, str(Path(__file__).resolve())]
         evaluate = Job(
             f"evaluate s{seed}",
@@ -90,6 +111,7 @@ def plan(root: Path, config: str, seeds: list[int], summaries: Path = SUMMARIES)
                 str(seed),
                 "--summaries",
                 str(summaries),
+                *(["--device", device] if device else []),
             ],
             summaries / f"s{seed}.json",
             [j.name for j in trains + searches],
@@ -130,7 +152,7 @@ def run(args: argparse.Namespace) -> None:
         for name in [n for n in failed if n.startswith("evaluate")]:
             if analysis_mtime() != retry_after.get(name):
                 failed.discard(name)
-        jobs = plan(root, args.config, args.seeds, args.summaries)
+        jobs = plan(root, args.config, args.seeds, args.summaries, args.device)
         done = {j.name for j in jobs if j.done.exists()}
         pending = [j for j in jobs if j.name not in done and j.name not in failed]
         if not pending and not running:
@@ -169,8 +191,10 @@ def stage_two(args: argparse.Namespace) -> None:
         config.update(cost=args.cost, out=str(out))
         (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     start = time.perf_counter()
-    result = subprocess.run(pareco("search", str(out), "--no-progress"), check=True,
-                            capture_output=True, text=True)  # fmt: skip
+    command = pareco("search", str(out), "--no-progress")
+    if args.device:
+        command += ["--device", args.device]
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
     print(result.stdout, end="")
     (out / "search.json").write_text(
         json.dumps({"seconds": time.perf_counter() - start, "stdout": result.stdout}) + "\n"
@@ -186,23 +210,36 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="processes at once, one thread each")
     p.add_argument("--root", type=Path, default=Path("runs/compare"))
     p.add_argument("--summaries", type=Path, default=SUMMARIES, help="per-seed summaries")
+    p.add_argument("--device", default=None, help="device of every job (default: the config's)")
     p.set_defaults(func=run)
     p = sub.add_parser("stage-two", help="(internal) TwoStage's search for one cost objective")
     p.add_argument("source")
     p.add_argument("out")
     p.add_argument("cost", choices=COSTS)
+    p.add_argument("--device", default=None)
     p.set_defaults(func=stage_two)
     p = sub.add_parser("evaluate", help="(internal) fronts and cross-evaluations of one seed")
     p.add_argument("--root", type=Path, default=Path("runs/compare"))
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--summaries", type=Path, default=SUMMARIES)
+    p.add_argument("--device", default="cpu")
     p.set_defaults(
-        func=lambda a: __import__("compare_analysis").evaluate_seed(a.root, a.seed, a.summaries)
+        func=lambda a: __import__("compare_analysis").evaluate_seed(
+            a.root, a.seed, a.summaries, a.device
+        )
     )
     p = sub.add_parser("report", help="docs/results.md from the per-seed summaries")
     p.add_argument("--summaries", type=Path, default=SUMMARIES)
     p.add_argument("--page", type=Path, default=ROOT / "docs" / "results.md")
-    p.set_defaults(func=lambda a: __import__("compare_analysis").report(a.summaries, a.page))
+    p.add_argument("--config", type=Path, default=ROOT / "configs" / "compare_fmnist.yaml",
+                   help="the configuration the seeds ran (shown on the page)")  # fmt: skip
+    p.add_argument("--planned", type=int, default=5, help="seeds the experiment plans")
+    p.add_argument("--title", default="Method comparison on Fashion-MNIST (paired seeds)")
+    p.set_defaults(
+        func=lambda a: __import__("compare_analysis").report(
+            a.summaries, a.page, a.config, a.planned, a.title
+        )
+    )
     args = parser.parse_args()
     args.func(args)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from compare_analysis import BUDGETS, COSTS, VARIANTS, paired, report
+from compare_analysis import BUDGETS, COSTS, VARIANTS, holm, metrics, paired, report
 
 
 def test_paired_interval_and_sign_test():
@@ -15,6 +15,8 @@ def test_paired_interval_and_sign_test():
     half = 4.302653 / 3**0.5  # t(0.975, 2) * sd / sqrt(n), sd = 1
     assert p["ci95"] == pytest.approx([2.0 - half, 2.0 + half], rel=1e-6)
     assert p["sign_test_p"] == pytest.approx(0.25)
+    # t = mean / (sd / sqrt(n)) = 2 / (1 / sqrt(3)) = 3.4641 on 2 degrees of freedom: p = 0.0742
+    assert p["t_test_p"] == pytest.approx(0.07418, abs=1e-4)
     assert paired([-0.1] * 5)["sign_test_p"] == pytest.approx(0.0625)  # the floor at 5 seeds
 
 
@@ -44,7 +46,7 @@ def test_report_says_what_is_shown_and_what_is_not(tmp_path):
     page = tmp_path / "results.md"
     report(folder, page)
     text = page.read_text()
-    shown = text.split("whose 95% interval excludes 0:")[1].split("Not separated")[0]
+    shown = text.split("that survive Holm's correction:")[1].split("Whose own 95%")[0]
     assert "PareCO vs Slim (the paper's comparison), memory" in shown
     assert "5/5 seeds favour a: PareCO (its own widths and weights) is better" in shown
     assert "flops" not in shown  # equal under FLOPs up to the paired noise: not claimed
@@ -65,3 +67,43 @@ def test_report_with_missing_seeds_says_it_is_incomplete(tmp_path):
     assert "**Incomplete: 2 of the 5 planned seeds.**" in text
     assert "2 of 5 planned seeds, so not a conclusion" in text
     assert "(only 2 of 5 planned seeds: not conclusions):" in text
+
+
+def test_holm_against_hand_computed_values():
+    # Sorted p: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> 0.06,
+    # kept non-decreasing); given order is restored.
+    assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    out = holm([float("nan"), 0.01])
+    assert out[1] == pytest.approx(0.01) and out[0] != out[0]  # NaN stays out of the family
+
+
+def test_an_interval_excluding_0_that_fails_holm_is_not_called_shown(tmp_path):
+    import json
+
+    folder = tmp_path / "summaries"
+    folder.mkdir()
+    gains = [0.004, 0.0005, 0.003, 0.0045, 0.001]  # PareCO better under memory, noisily
+    for seed in range(5):
+        summary = _summary(seed, {"flops": 0.0, "memory": 0.0})
+        fronts = summary["costs"]["memory"]["fronts"]
+        fronts["pareco"]["metrics"]["auc"] = fronts["slim"]["metrics"]["auc"] - gains[seed]
+        (folder / f"s{seed}.json").write_text(json.dumps(summary))
+    report(folder, tmp_path / "results.md")
+    text = (tmp_path / "results.md").read_text()
+    shown = text.split("that survive Holm's correction:")[1].split("Whose own 95%")[0]
+    weak = text.split("but not after the correction (not shown):")[1].split("Not separated")[0]
+    assert "- none." in shown
+    assert "PareCO vs Slim (the paper's comparison), memory" in weak
+
+
+def test_metrics_recomputed_from_points_choose_on_validation():
+    points = [
+        {"cost_ratio": 0.2, "val_accuracy": 0.7, "test_accuracy": 0.75},
+        {"cost_ratio": 0.5, "val_accuracy": 0.8, "test_accuracy": 0.6},
+        {"cost_ratio": 1.0, "val_accuracy": 0.9, "test_accuracy": 0.9},
+    ]
+    m = metrics(points, 0.2)
+    assert m["auc"] == pytest.approx(0.3 * 0.25 + 0.5 * 0.4)
+    assert m["auc_linear"] == pytest.approx(0.3 * (0.25 + 0.4) / 2 + 0.5 * (0.4 + 0.1) / 2)
+    assert m["points"] == 3

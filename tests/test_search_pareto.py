@@ -148,3 +148,34 @@ def test_auc_matches_riemann_sum(pts: tuple[torch.Tensor, torch.Tensor]) -> None
     riemann = float((best * (grid[1:] - grid[:-1])).sum())
     assert error_cost_auc(cost, loss, lo, hi) == pytest.approx(riemann, abs=3e-3)
     assert math.isfinite(error_cost_auc(cost, loss, lo, hi, normalize=True))
+
+
+def test_selected_error_auc_chooses_on_validation_and_reports_test() -> None:
+    from pareco.search import selected_error_auc
+
+    cost = torch.tensor([0.2, 0.5, 0.8], dtype=torch.float64)
+    val_error = torch.tensor(
+        [0.3, 0.2, 0.1], dtype=torch.float64
+    )  # every point on the validation front
+    test_error = torch.tensor(
+        [0.25, 0.4, 0.1], dtype=torch.float64
+    )  # the middle point is worse on test
+    # Step curve: 0.25 on [0.2, 0.5), 0.4 on [0.5, 0.8), 0.1 on [0.8, 1]. The test-chosen curve
+    # (error_cost_auc on test errors) would keep 0.25 on [0.5, 0.8): the leak this avoids.
+    step = selected_error_auc(cost, val_error, test_error, 0.2, 1.0)
+    assert step == pytest.approx(0.3 * 0.25 + 0.3 * 0.4 + 0.2 * 0.1)
+    leaky = error_cost_auc(cost, test_error, 0.2, 1.0)
+    assert leaky == pytest.approx(0.6 * 0.25 + 0.2 * 0.1)
+    # Linear: trapezoids between the points, flat after the last.
+    linear = selected_error_auc(cost, val_error, test_error, 0.2, 1.0, interpolate=True)
+    assert linear == pytest.approx(0.3 * (0.25 + 0.4) / 2 + 0.3 * (0.4 + 0.1) / 2 + 0.2 * 0.1)
+    # A sub-range starting between points interpolates at its ends.
+    part = selected_error_auc(cost, val_error, test_error, 0.35, 0.5, interpolate=True)
+    assert part == pytest.approx(0.15 * ((0.25 + 0.4) / 2 + 0.4) / 2)
+    # A point dominated on validation is never chosen, however good on test.
+    cost2 = torch.cat([cost, torch.tensor([0.6], dtype=torch.float64)])
+    val2 = torch.cat([val_error, torch.tensor([0.25], dtype=torch.float64)])
+    test2 = torch.cat([test_error, torch.tensor([0.0], dtype=torch.float64)])
+    assert selected_error_auc(cost2, val2, test2, 0.2, 1.0) == pytest.approx(step)
+    with pytest.raises(ValueError):
+        selected_error_auc(cost, val_error, test_error, 0.1, 1.0)

@@ -19,8 +19,10 @@
 Summary metrics of a front under one cost (front points only, errors on the test split):
 
 * ``auc``: area under the test-error–cost-ratio step curve over ``cost_range`` = [cost ratio of
-  the smallest network, 1]; at cost c the curve is the lowest test error among the front points
-  costing at most c (``pareco.search.error_cost_auc``). ``mean_test_error`` = auc / range width.
+  the smallest network, 1]; at cost c the curve is the test error of the point chosen at budget c
+  *on validation* (the most accurate on validation among the front points costing at most c,
+  ``pareco.search.selected_error_auc``). ``mean_test_error`` = auc / range width.
+* ``auc_linear``: the same curve drawn linearly between consecutive front points.
 * ``hypervolume``: area dominated by the (cost ratio, test error) points and bounded by the
   reference point ``HV_REFERENCE`` = (cost ratio 1.0, error 1.0) — the full network's cost and
   certain error. The full network itself, at cost exactly 1, adds no area.
@@ -50,7 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from pareco.evaluate import EvalResult, evaluate
-from pareco.search.pareto import error_cost_auc, hypervolume_2d, pareto_front
+from pareco.search.pareto import hypervolume_2d, pareto_front, selected_error_auc
 from pareco.space import WidthSpace
 from pareco.train import Run, RunError, load_run
 
@@ -295,17 +297,22 @@ def summary_metrics(
             (below it the curve is undefined).
 
     Returns:
-        ``cost_range``, ``auc``, ``mean_test_error``, ``hypervolume``, ``hypervolume_reference``,
+        ``cost_range``, ``auc``, ``auc_linear``, ``mean_test_error``, ``hypervolume``,
+        ``hypervolume_reference``,
         ``accuracy_at`` (one entry per budget: budget, point position, cost ratio, test accuracy;
         null fields when nothing fits).
     """
     cost, error = cost.double(), 1.0 - test_accuracy.double()
+    val_error = 1.0 - val_accuracy.double()
     if hi > lo:
-        auc = error_cost_auc(cost, error, lo, hi)
+        auc = selected_error_auc(cost, val_error, error, lo, hi)
+        auc_linear = selected_error_auc(cost, val_error, error, lo, hi, interpolate=True)
         mean_error = auc / (hi - lo)
     else:  # a space with one network: the curve is a point
-        auc = 0.0
-        mean_error = float(error[cost <= hi + RATIO_TOL].min())
+        auc = auc_linear = 0.0
+        fits = cost <= hi + RATIO_TOL
+        best = int(torch.nonzero(fits).flatten()[int(torch.argmin(val_error[fits]))])
+        mean_error = float(error[best])
     at = []
     for b in budgets:
         i = best_within(cost, val_accuracy, b)
@@ -318,6 +325,7 @@ def summary_metrics(
     return {
         "cost_range": [lo, hi],
         "auc": auc,
+        "auc_linear": auc_linear,
         "mean_test_error": mean_error,
         "hypervolume": hypervolume_2d(cost, error, *HV_REFERENCE),
         "hypervolume_reference": {"cost_ratio": HV_REFERENCE[0], "error": HV_REFERENCE[1]},

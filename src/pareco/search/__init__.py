@@ -30,6 +30,7 @@ from pareco.search.optimize import (
 from pareco.search.pareto import (
     ParetoFront,
     error_cost_auc,
+    selected_error_auc,
     hypervolume_2d,
     non_dominated,
     pareto_front,
@@ -97,5 +98,6 @@ __all__ = [
     "sample_pareto_aware_target",
     "sample_uniform_target",
     "scale_alpha",
+    "selected_error_auc",
     "unscale_alpha",
 ]

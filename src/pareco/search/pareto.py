@@ -19,6 +19,7 @@ __all__ = [
     "hypervolume_2d",
     "non_dominated",
     "pareto_front",
+    "selected_error_auc",
 ]
 
 
@@ -160,3 +161,63 @@ def error_cost_auc(
     if normalize:
         return area / (hi - lo)
     return area
+
+
+def selected_error_auc(
+    cost: Tensor,
+    val_error: Tensor,
+    test_error: Tensor,
+    lo: float,
+    hi: float,
+    interpolate: bool = False,
+) -> float:
+    """Area under the test-error–cost curve of the points chosen *on validation*; lower is better.
+
+    At cost c the curve's value is the test error of the point a user would ship at budget c: the
+    one with the lowest validation error among the points costing at most c, that is the last point
+    of the validation front at or below c. (Taking the lowest *test* error among them, as
+    `error_cost_auc(cost, test_error, ...)` does, lets the test split choose.) With `interpolate`,
+    the curve runs linearly between consecutive validation-front points instead of in steps
+    (flat after the last one), which weighs a sparse front less harshly than the step curve.
+
+    Args:
+        cost: `n` costs.
+        val_error: `n` validation errors (they choose).
+        test_error: `n` test errors (they are reported).
+        lo, hi: the cost range, `lo <= hi`; `lo` must be at least the cheapest point's cost.
+        interpolate: linear rather than step curve.
+
+    Returns:
+        The area over [lo, hi].
+    """
+    _check_pair(cost, val_error)
+    _check_pair(cost, test_error)
+    if hi < lo:
+        raise ValueError(f"need lo <= hi, got lo={lo}, hi={hi}")
+    front = pareto_front(cost, val_error)
+    if front.cost.numel() == 0:
+        raise ValueError("no point with a finite cost and validation error")
+    x = front.cost.to(torch.float64)
+    y = test_error.to(torch.float64)[front.indices]
+    if lo < float(x[0]) - 1e-6:  # float32 costs may sit a rounding error above lo
+        raise ValueError(f"the cheapest point costs {float(x[0])}, above lo={lo}")
+    if not interpolate:
+        ends = torch.cat([x[1:], x.new_tensor([float("inf")])])
+        overlap = (torch.minimum(ends, x.new_tensor(hi)) - torch.clamp(x, min=lo)).clamp_min(0)
+        return float((overlap * y).sum())
+    # Piecewise linear through the front points, flat after the last: exact trapezoids between
+    # the breakpoints inside [lo, hi].
+    inside = x[(x > lo) & (x < hi)]
+    grid = torch.cat([x.new_tensor([lo]), inside, x.new_tensor([hi])])
+    values = _interp(grid, x, y)
+    return float(((grid[1:] - grid[:-1]) * (values[1:] + values[:-1]) / 2).sum())
+
+
+def _interp(at: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """Linear interpolation of (x, y), x increasing, held flat outside [x_0, x_last]."""
+    if x.numel() == 1:
+        return y.expand(at.shape).clone()
+    right = torch.searchsorted(x, at, right=True).clamp(1, x.numel() - 1)
+    x0, x1, y0, y1 = x[right - 1], x[right], y[right - 1], y[right]
+    w = ((at - x0) / (x1 - x0)).clamp(0, 1)
+    return y0 + w * (y1 - y0)
