@@ -396,6 +396,7 @@ def report(
     planned: int = PLANNED_SEEDS,
     title: str = "Method comparison on Fashion-MNIST (paired seeds)",
     command: str = "python benchmarks/compare_methods.py",
+    note: str = "",
 ) -> None:
     summaries = [refresh_metrics(json.loads(p.read_text())) for p in sorted(folder.glob("s*.json"))]
     if not summaries:
@@ -419,6 +420,7 @@ def report(
         f"`{folder_name}/`) and `{command} report` (this page). "
         f"Seeds in this report: {', '.join(map(str, seeds))} ({len(seeds)} of {planned} planned).",
         "",
+        *([note, ""] if note else []),
         *(
             [
                 f"**Incomplete: {len(seeds)} of the {planned} planned seeds.** The tables "

@@ -235,9 +235,10 @@ def main() -> None:
                    help="the configuration the seeds ran (shown on the page)")  # fmt: skip
     p.add_argument("--planned", type=int, default=5, help="seeds the experiment plans")
     p.add_argument("--title", default="Method comparison on Fashion-MNIST (paired seeds)")
+    p.add_argument("--note", default="", help="a paragraph shown under the seeds line")
     p.set_defaults(
         func=lambda a: __import__("compare_analysis").report(
-            a.summaries, a.page, a.config, a.planned, a.title
+            a.summaries, a.page, a.config, a.planned, a.title, note=a.note
         )
     )
     args = parser.parse_args()
