@@ -70,7 +70,7 @@ def _worker(
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
     _register()
     from pareco import distributed
-    from pareco.train import Trainer
+    from pareco.trainer import Trainer
 
     trainer = Trainer(_config(Path(out), method, model), progress=False)
     seen = []

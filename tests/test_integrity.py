@@ -379,10 +379,10 @@ def test_lock_is_exclusive_and_released(tmp_path):
 
 
 def test_a_run_that_cannot_start_leaves_the_folder_free(tmp_path):
-    from pareco.trainer import RunError
+    from pareco.errors import RunError
 
     cfg = {**TINY, "out": str(tmp_path / "run")}
-    with pytest.raises(RunError, match="larger than the 288 training images") as failed:
+    with pytest.raises(RunError, match="larger than the 288 training samples") as failed:
         Trainer(TrainConfig(**{**cfg, "batch_size": 100000}), progress=False)
     # the failed Trainer is still referenced by the traceback; its lock must be gone anyway
     assert failed.value is not None

@@ -98,7 +98,7 @@ def _rank(rank: int, port: int, root: str, out: str) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
     from pareco import distributed
     from pareco.config import TrainConfig
-    from pareco.train import Trainer
+    from pareco.trainer import Trainer
 
     config = TrainConfig(
         model="smallnet", model_kwargs={"width": 4}, data="folder", stream=True, data_dir=root,
@@ -146,7 +146,7 @@ def test_two_ranks_train_on_disjoint_shards_of_a_folder(tmp_path, folder):
 def test_a_streamed_run_resumes_mid_epoch_exactly(tmp_path, folder):
     from pareco.checkpoint import load_checkpoint
     from pareco.config import TrainConfig
-    from pareco.train import Trainer
+    from pareco.trainer import Trainer
 
     def config(out: str) -> TrainConfig:
         return TrainConfig(

@@ -17,13 +17,9 @@ from pareco.config import ConfigError, TrainConfig
 from pareco.evaluate import evaluate, recalibrate_bn
 from pareco.rundir import RunDirError
 from pareco.samplers import LayerwiseSampler, SlimSampler
-from pareco.train import (
-    NonFiniteLoss,
-    Trainer,
-    lr_factor,
-    param_groups,
-    soft_cross_entropy,
-)
+from pareco.sandwich import soft_cross_entropy
+from pareco.schedule import lr_factor, param_groups
+from pareco.trainer import NonFiniteLoss, Trainer
 
 TINY = dict(
     model="smallnet",
