@@ -16,11 +16,9 @@ from hypothesis import strategies as st
 
 from pareco.data import (
     DEFAULT_FASHION_MNIST_DIR,
-    USER_LOADERS,
     Augmentation,
     BatchLoader,
     DatasetError,
-    DataSource,
     ImageData,
     SyntheticSpec,
     channel_stats,
@@ -35,7 +33,6 @@ from pareco.data import (
     normalize,
     random_crop_flip,
     read_idx,
-    register_dataset,
     split_dataset,
 )
 
@@ -196,60 +193,6 @@ def test_unknown_name_lists_the_valid_ones() -> None:
     with pytest.raises(DatasetError) as err:
         load_dataset("imagenet-22k")
     assert all(name in str(err.value) for name in dataset_names())
-
-
-def test_one_registry_names_the_datasets_for_loading_config_and_cli() -> None:
-    """A dataset registered once is loadable by name, accepted by TrainConfig and offered by
-    ``pareco train --data``; ``loaders`` (a pareco.fit run) is accepted but not loadable."""
-    from pareco import cli
-    from pareco.config import TrainConfig, data_names
-    from pareco.data import registry
-
-    spec = SyntheticSpec(num_train=40, num_test=8, num_classes=2, shape=(1, 4, 4))
-    register_dataset("tiny-test-set", lambda path, size, synthetic: make_synthetic(spec))
-    try:
-        data = load_dataset("tiny_test_set", val_size=4, calib_size=4)
-        assert data.split_sizes() == {"train": 32, "val": 4, "calib": 4, "test": 8}
-        assert TrainConfig(data="tiny-test-set").data == "tiny-test-set"
-        assert data_names() == (*dataset_names(), USER_LOADERS)
-        help_text = cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
-        assert "tiny-test-set" in help_text
-        with pytest.raises(ValueError, match="already registered"):
-            register_dataset("tiny-test-set", lambda path, size, synthetic: None)
-    finally:
-        registry._REGISTRY.pop("tiny-test-set")
-    with pytest.raises(DatasetError, match="unknown dataset"):
-        load_dataset(USER_LOADERS)
-
-
-def test_every_data_source_implements_the_protocol(tmp_path) -> None:
-    """Images in memory, streamed folders and a user's loaders answer the same members, and the
-    ones a consumer needs agree on shapes: scoring batches are labelled, recalibration batches
-    are inputs, the example input is one model-ready sample."""
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from pareco.data.loaders import LoaderData
-
-    memory = load_dataset("synthetic", val_size=20, calib_size=20)
-    x = torch.randn(64, 1, 12, 12)
-    y = torch.arange(64) % 3
-    loaders = LoaderData(
-        DataLoader(TensorDataset(x, y), batch_size=8), num_classes=3, val_size=8, calib_size=8
-    )
-    for data in (memory, loaders):
-        assert isinstance(data, DataSource)
-        c, h, w = data.input_shape
-        scored = data.scoring_batches(2, 8, seed=5)
-        assert len(scored) == 2 and all(xb.shape[1:] == (c, h, w) for xb, _ in scored)
-        assert all(len(xb) == len(yb) == 8 for xb, yb in scored)
-        again = data.scoring_batches(2, 8, seed=5)
-        assert all(torch.equal(a[0], b[0]) for a, b in zip(scored, again))  # fixed by the seed
-        recal = data.recalibration_batches(2, 8, seed=0)
-        assert len(recal) == 2 and recal[0].dtype == torch.float32
-        assert data.example_input().shape == (1, c, h, w)
-        assert set(data.split_sizes()) == {"train", "val", "calib", "test"}
-        assert data.test_is_val is (data is loaders)
-    assert not isinstance(DataLoader(TensorDataset(x, y)), DataSource)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ as one line."""
 
 import pytest
 
+import pareco
 from pareco import cli
 from pareco.checkpoint import CheckpointError
 from pareco.config import ConfigError
@@ -24,7 +25,7 @@ ERRORS = [
 
 @pytest.mark.parametrize("error", ERRORS, ids=lambda e: e.__name__)
 def test_every_error_derives_from_the_base(error):
-    assert issubclass(error, ParecoError)
+    assert issubclass(error, ParecoError) and pareco.ParecoError is ParecoError
 
 
 def test_errors_keep_their_builtin_bases():

@@ -61,3 +61,16 @@ def test_no_sampled_widths_is_refused_where_the_method_needs_them(method):
     with pytest.raises(ConfigError, match=f"num_sampled must be >= 1 with method {method}"):
         TrainConfig(method=method, num_sampled=0)
     assert TrainConfig(method="slim", num_sampled=0).num_sampled == 0
+
+
+def test_samplers_draw_what_they_should():
+    space = WidthSpace(tuple(ChannelGroup(f"g{i}", 8) for i in range(5)))
+    slim = SlimSampler(space, 3, seed=0)
+    widths = slim.widths(0, None)
+    assert len(widths) == 3 and all(torch.all(w == w[0]) for w in widths)
+    layerwise = LayerwiseSampler(space, 2, seed=0)
+    state = layerwise.state_dict()
+    first = layerwise.widths(0, None)
+    assert not torch.all(first[0] == first[0][0])
+    layerwise.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(first, layerwise.widths(0, None)))

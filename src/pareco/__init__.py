@@ -12,6 +12,7 @@ Quick start::
 """
 
 from pareco import export, models
+from pareco.errors import ParecoError
 from pareco.evaluate import evaluate, score_widths
 
 # The training API: the whole run (fit), and the parts a hand-written loop takes alone.
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ChannelGroup",
     "FrontPoint",
+    "ParecoError",
     "Run",
     "SlimError",
     "SlimmableNet",
