@@ -44,6 +44,7 @@ def runs(tmp_path_factory):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["slim", "twostage", "pareco"])
 def test_train_front_export_load_predict(runs, method, capsys):
     ort = pytest.importorskip("onnxruntime")
@@ -82,6 +83,7 @@ def test_train_front_export_load_predict(runs, method, capsys):
     assert int((np.argmax(logits, 1) == y.numpy()).sum()) == point["test_correct"]
 
 
+@pytest.mark.slow
 def test_compare_the_methods(runs, tmp_path, capsys):
     dirs = [runs("slim"), runs("pareco"), runs("twostage")]
     out = tmp_path / "cmp"

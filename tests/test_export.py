@@ -45,6 +45,7 @@ def test_save_load_round_trip(tmp_path, net_and_input):
     assert export.load_meta(tmp_path / "m")["alpha"] == pytest.approx(alpha.tolist())
 
 
+@pytest.mark.slow
 def test_round_trip_of_zoo_model(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     entry = models.entry("mobilenetv2")

@@ -51,6 +51,7 @@ def loaders(seed: int = 0):
     return train, test
 
 
+@pytest.mark.slow
 def test_fit_a_user_model_on_a_plain_dataloader_then_front_and_export(tmp_path):
     train, test = loaders()
     model = UserNet()
@@ -128,6 +129,7 @@ def test_carved_calibration_is_one_training_batch_by_default(tmp_path):
     assert len(run.data.calib) == 32  # the loader's batch size
 
 
+@pytest.mark.slow
 def test_own_loop_with_the_parts(tmp_path):
     """A user's loop: their optimizer, gradient accumulation, the sandwich step, the sampler told
     the step, BN recalibration and front extraction, then a plain exported model."""

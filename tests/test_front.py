@@ -274,6 +274,7 @@ def _refused(capsys, argv, root: Path, match: str) -> None:
     assert _listing(root) == before
 
 
+@pytest.mark.slow
 def test_front_files_and_the_exported_model_gives_the_fronts_accuracy(run, capsys):
     assert cli.main(["front", str(run), "--cost-sweep", "8", "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -399,6 +400,7 @@ def test_cross_evaluation_scores_foreign_widths_on_a_runs_weights(slim_run):
         assert again["points"][0]["test_accuracy"] == full["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_front_imports_without_the_trainer():
     """``pareco.front`` reads finished runs: importing it loads neither the trainer nor the modules
     built on the front (``budget``, ``compare``), so there is no import cycle between them."""

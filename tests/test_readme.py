@@ -29,6 +29,7 @@ def readme_examples() -> list[str]:
     return blocks
 
 
+@pytest.mark.slow
 def test_readme_quick_start_runs(tmp_path, monkeypatch):
     """The block at the top of "## Python API": slim, costs, export, save, load, ONNX."""
     pytest.importorskip("onnxruntime")
@@ -44,6 +45,7 @@ def test_readme_quick_start_runs(tmp_path, monkeypatch):
         torch.testing.assert_close(same(probe), small.eval()(probe), atol=0, rtol=0)
 
 
+@pytest.mark.slow
 def test_readme_python_api_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)

@@ -115,6 +115,7 @@ def _write_config(tmp_path: Path, **kw) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["slim", "pareco"])
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, method):
     kw = dict(method=method, epochs=3, checkpoint_every=3, num_proposals=12, warmup_proposals=3)

@@ -59,7 +59,9 @@ def fit(
             (which brings its own validation, calibration and test splits).
         val: validation batches, which select the front; None carves them out of ``train``'s
             dataset by index (``val_size`` samples).
-        test: test batches the front reports on; None reports on ``val`` (and says so).
+        test: test batches the front reports on; None reports on ``val``, and says so:
+            front.json and eval.json record ``"report": "validation"`` with a note, since
+            those figures come from the split that selected the front.
         calib: the batch (or loader) the search scores widths on; None carves ``calib_size``
             samples (default: one training batch) out of ``train``'s dataset.
         method: ``pareco``, ``slim`` or ``twostage``.
