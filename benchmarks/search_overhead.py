@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from search_fit_propose import time_rounds, warm_up
 
+from pareco.search.history import History
 from pareco.search.synthetic import ChainProblem
 
 
@@ -32,7 +33,7 @@ def run_share(run_dir: Path) -> None:
     parts = {k: search[k] for k in ("rescore", "fit", "propose")}
     spent = sum(parts.values())
     config = json.loads((run_dir / "config.json").read_text())
-    history = (run_dir / "history.jsonl").read_text().splitlines()
+    history = History.read_records(run_dir / "history.jsonl")
     print(f"run {run_dir}: {config['model']} {config['model_kwargs']}, {summary['steps']} steps, "
           f"{len(history)} proposals")  # fmt: skip
     print(f"training wall time (search included): {total:8.1f} s")

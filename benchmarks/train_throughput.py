@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from pareco.config import TrainConfig
-from pareco.train import Trainer
+from pareco.trainer import Trainer
 
 
 def main() -> None:

@@ -1,5 +1,3 @@
-import time
-
 import pytest
 import torch
 from torch import nn
@@ -57,10 +55,12 @@ def test_batched_costs_equal_one_by_one():
 def test_hundred_thousand_alphas_at_once():
     net = pareco.slim(models.create("resnet56"), torch.randn(1, 3, 32, 32))
     alphas = net.space.sample(100_000, torch.Generator().manual_seed(0))
-    start = time.perf_counter()
+    picks = [0, 4_321, 99_999]  # speed is measured by benchmarks/cost_throughput.py
     for metric in ("macs", "params", "memory"):
-        assert net.cost(alphas, metric).shape == (100_000,)
-    assert time.perf_counter() - start >= 0  # speed is measured by benchmarks/cost_throughput.py
+        costs = net.cost(alphas, metric)
+        assert costs.shape == (100_000,)
+        singles = torch.stack([net.cost(alphas[i], metric) for i in picks])
+        assert torch.equal(costs[picks], singles)
 
 
 def test_unknown_metric():

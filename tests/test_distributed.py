@@ -70,7 +70,7 @@ def _worker(
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
     _register()
     from pareco import distributed
-    from pareco.train import Trainer
+    from pareco.trainer import Trainer
 
     trainer = Trainer(_config(Path(out), method, model), progress=False)
     seen = []
@@ -116,6 +116,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_ranks_equal_one_process_with_the_global_batch(tmp_path):
     assert _run(2, tmp_path / "ddp", "twostage", "test_nonorm") == [0, 0]
     assert _run(1, tmp_path / "single", "twostage", "test_nonorm") == [0]
@@ -130,6 +131,7 @@ def test_two_ranks_equal_one_process_with_the_global_batch(tmp_path):
     assert all(torch.equal(x, y) and torch.equal(x, z) for x, y, z in zip(r0, r1, single))
 
 
+@pytest.mark.slow
 def test_pareco_run_on_two_ranks_completes_with_identical_widths(tmp_path):
     assert _run(2, tmp_path / "ddp", "pareco", "smallnet") == [0, 0]
     r0 = torch.load(tmp_path / "ddp" / "widths_rank0.pt")
@@ -140,6 +142,7 @@ def test_pareco_run_on_two_ranks_completes_with_identical_widths(tmp_path):
     assert load_checkpoint(tmp_path / "ddp")["finished"]
 
 
+@pytest.mark.slow
 def test_a_dead_rank_stops_the_other(tmp_path):
     codes = _run(2, tmp_path / "ddp", "slim", "smallnet", die_at=3)
     assert codes[1] == 3 and codes[0] != 0  # rank 0 stops with an error instead of hanging

@@ -4,7 +4,6 @@ The exported model, loaded without pareco's training code, must classify the tes
 as well as the front said the sub-network does.
 """
 
-import argparse
 import json
 from pathlib import Path
 
@@ -15,20 +14,13 @@ import yaml
 from test_train import TINY
 
 from pareco import cli, export
-from pareco.train import load_run
+from pareco.run import load_run
 
 PER_METHOD = {
     "slim": {},
     "twostage": {"num_proposals": 12, "warmup_proposals": 3},
     "pareco": {"num_proposals": 12, "warmup_proposals": 3},
 }
-
-
-def _has_command(name: str) -> bool:
-    for action in cli.build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return name in action.choices
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +31,6 @@ def runs(tmp_path_factory):
 
     def get(method: str) -> Path:
         if method not in done:
-            if method == "twostage" and not _has_command("search"):
-                pytest.skip("`pareco search` (TwoStage's second stage) does not exist yet")
             config = root / f"{method}.yaml"
             config.write_text(yaml.safe_dump({**TINY, "method": method, **PER_METHOD[method]}))
             out = root / method
@@ -54,6 +44,7 @@ def runs(tmp_path_factory):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["slim", "twostage", "pareco"])
 def test_train_front_export_load_predict(runs, method, capsys):
     ort = pytest.importorskip("onnxruntime")
@@ -92,10 +83,9 @@ def test_train_front_export_load_predict(runs, method, capsys):
     assert int((np.argmax(logits, 1) == y.numpy()).sum()) == point["test_correct"]
 
 
+@pytest.mark.slow
 def test_compare_the_methods(runs, tmp_path, capsys):
-    dirs = [runs("slim"), runs("pareco")]
-    if _has_command("search"):
-        dirs.append(runs("twostage"))
+    dirs = [runs("slim"), runs("pareco"), runs("twostage")]
     out = tmp_path / "cmp"
     assert cli.main(["compare", *map(str, dirs), "--out", str(out), "--no-progress"]) == 0
     result = json.loads((out / "compare.json").read_text())

@@ -45,6 +45,7 @@ def test_save_load_round_trip(tmp_path, net_and_input):
     assert export.load_meta(tmp_path / "m")["alpha"] == pytest.approx(alpha.tolist())
 
 
+@pytest.mark.slow
 def test_round_trip_of_zoo_model(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     entry = models.entry("mobilenetv2")
@@ -86,3 +87,40 @@ def test_architecture_refuses_unknown_functions():
     ]}  # fmt: skip
     with pytest.raises(export.ExportError, match="does not load"):
         export.from_architecture(arch)
+
+
+class DictInputNet(torch.nn.Module):
+    """Takes one dict, as models fed by a collate_fn of named fields do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, batch):
+        return self.head(self.bn(self.conv(batch["image"])).relu().mean((2, 3)))
+
+
+class KeywordNet(DictInputNet):
+    def forward(self, image):
+        return super().forward({"image": image})
+
+
+@pytest.mark.parametrize("cls", [DictInputNet, KeywordNet])
+def test_onnx_of_dict_inputs(tmp_path, cls):
+    """A dict passed positionally (``(batch,)``) and a dict of keyword arguments both export;
+    the batch axis stays dynamic and onnxruntime agrees with torch."""
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    example = ({"image": x},) if cls is DictInputNet else {"image": x}
+    net = pareco.slim(cls(), example).eval()
+    sub = net.export(net.space.uniform(0.5)).eval()
+    path = export.to_onnx(sub, example, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(path))
+    xb = torch.randn(5, 3, 8, 8)
+    (name,) = [i.name for i in session.get_inputs()]
+    (out,) = session.run(None, {name: xb.numpy()})
+    expected = sub({"image": xb}) if cls is DictInputNet else sub(image=xb)
+    np.testing.assert_allclose(out, expected.detach().numpy(), atol=1e-4, rtol=1e-4)

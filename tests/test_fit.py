@@ -1,6 +1,7 @@
 """The Python API: the whole run (``pareco.fit``) and the parts in a hand-written loop."""
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -8,12 +9,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import pareco
+from pareco.budget import export_for_budget
 from pareco.checkpoint import load_checkpoint
 from pareco.config import ConfigError
 from pareco.data import DatasetError
-from pareco.front import build_front, export_for_budget, write_front
+from pareco.data.source import TEST_IS_VAL_NOTE
+from pareco.errors import RunError
+from pareco.front import build_front, write_front
 from pareco.samplers import make_sampler
-from pareco.trainer import RunError
+from pareco.twostage import run_search
 
 
 class UserNet(nn.Module):
@@ -47,6 +51,7 @@ def loaders(seed: int = 0):
     return train, test
 
 
+@pytest.mark.slow
 def test_fit_a_user_model_on_a_plain_dataloader_then_front_and_export(tmp_path):
     train, test = loaders()
     model = UserNet()
@@ -64,6 +69,32 @@ def test_fit_a_user_model_on_a_plain_dataloader_then_front_and_export(tmp_path):
     result = export_for_budget(run.run_dir, 0.7, "flops", progress=False)
     assert result.point["flops_ratio"] <= 0.7 + 1e-6
     assert all(c.ok for c in result.checks.values())
+
+
+def test_fit_twostage_on_user_loaders_runs_both_stages(tmp_path):
+    """Stage one trains on the user's loaders; stage two scores its candidates on batches the
+    data source gives (the loaders have no ``train.x``), then the front takes its history."""
+    train, test = loaders()
+    run = pareco.fit(
+        UserNet(), train, test=test, method="twostage", epochs=1, out=tmp_path / "run",
+        num_proposals=6, warmup_proposals=2, search_candidates=8, **FAST,
+    )  # fmt: skip
+    summary = run_search(run.run_dir, progress=False)
+    assert summary["candidates"] == 8
+    assert summary["score_images"] == 8 * 2 * 32  # two of the loader's batches per candidate
+    front = build_front(run, progress=False)
+    assert {p["source"] for p in front["points"]} & {"history"}
+    assert front["report"] == "test" and front["report_note"] is None
+
+
+def test_fit_without_a_test_loader_says_its_test_figures_are_validation(tmp_path):
+    run = pareco.fit(UserNet(), loaders()[0], method="slim", epochs=1, out=tmp_path / "r", **FAST)
+    front = build_front(run, progress=False)
+    assert front["report"] == "validation" and front["report_note"] == TEST_IS_VAL_NOTE
+    front_point = front["points"][front["fronts"]["flops"][0]]
+    assert front_point["test_accuracy"] == front_point["val_accuracy"]  # the same split
+    summary = json.loads((run.run_dir / "eval.json").read_text())
+    assert summary["report"] == "validation"
 
 
 def seeded_net() -> UserNet:
@@ -98,6 +129,7 @@ def test_carved_calibration_is_one_training_batch_by_default(tmp_path):
     assert len(run.data.calib) == 32  # the loader's batch size
 
 
+@pytest.mark.slow
 def test_own_loop_with_the_parts(tmp_path):
     """A user's loop: their optimizer, gradient accumulation, the sandwich step, the sampler told
     the step, BN recalibration and front extraction, then a plain exported model."""

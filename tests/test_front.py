@@ -2,6 +2,8 @@ import itertools
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_train import TINY
 
-from pareco import cli, export, front
+from pareco import budget, cli, compare, export, front, report
 from pareco.config import TrainConfig
 from pareco.front import Candidate, FrontError
+from pareco.run import load_run
 from pareco.space import ChannelGroup, WidthSpace
-from pareco.train import Trainer, load_run
+from pareco.trainer import Trainer
 
 
 # --- pure functions ------------------------------------------------------------------------------
@@ -181,31 +184,31 @@ def _fake_front(costs, val, test, model="smallnet", method="pareco", run="r"):
 
 def test_pick_for_budget_and_its_errors():
     f = _fake_front([0.142, 0.4, 0.7, 1.0], [0.5, 0.6, 0.8, 0.85], [0.5, 0.6, 0.8, 0.85])
-    assert front.pick_for_budget(f, "flops", 0.75)["id"] == 2
-    assert front.pick_for_budget(f, "memory", 0.4)["id"] == 1
-    assert front.pick_for_budget(f, "flops", 5)["id"] == 3
+    assert budget.pick_for_budget(f, "flops", 0.75)["id"] == 2
+    assert budget.pick_for_budget(f, "memory", 0.4)["id"] == 1
+    assert budget.pick_for_budget(f, "flops", 5)["id"] == 3
     with pytest.raises(FrontError, match=r"smallest available costs 0\.1420"):
-        front.pick_for_budget(f, "flops", 0.1)
+        budget.pick_for_budget(f, "flops", 0.1)
     with pytest.raises(FrontError, match="unknown cost 'latency'; choose one of flops"):
-        front.pick_for_budget(f, "latency", 0.5)
+        budget.pick_for_budget(f, "latency", 0.5)
     with pytest.raises(FrontError, match="positive cost ratio"):
-        front.pick_for_budget(f, "flops", -1.0)
+        budget.pick_for_budget(f, "flops", -1.0)
 
 
 def test_compare_fronts_uses_the_common_cost_range():
     a = _fake_front([0.1, 0.5, 1.0], [0.5, 0.7, 0.9], [0.5, 0.7, 0.9], run="a")
     b = _fake_front([0.3, 1.0], [0.6, 0.8], [0.6, 0.8], method="slim", run="b")
-    result = front.compare_fronts([a, b], ["a", "b"], "flops")
+    result = compare.compare_fronts([a, b], ["a", "b"], "flops")
     assert result["cost_range"] == [0.3, 1.0]
     ra, rb = result["runs"]
     # a over [0.3, 1]: error 0.5 up to 0.5, then 0.3: (0.2 * 0.5 + 0.5 * 0.3) / 0.7
     assert ra["mean_test_error"] == pytest.approx(0.25 / 0.7)
     assert rb["mean_test_error"] == pytest.approx(0.4)
     assert [x["test_accuracy"] for x in rb["accuracy_at"]] == [None, 0.6, 0.6, 0.8]
-    table = front.compare_markdown(result)
+    table = report.compare_markdown(result)
     assert "| b | slim | flops | 2 | 40.00% |" in table
     with pytest.raises(FrontError, match="differ in model"):
-        front.compare_fronts([a, _fake_front([1.0], [1], [1], model="resnet20")], ["a", "c"],
+        compare.compare_fronts([a, _fake_front([1.0], [1], [1], model="resnet20")], ["a", "c"],
                              "flops")  # fmt: skip
 
 
@@ -214,12 +217,12 @@ def test_check_agreement_tolerates_float_noise_only():
     ref = torch.randn(50, 10, generator=g)
     labels = torch.randint(0, 10, (50,), generator=g)
     correct = int((ref.argmax(1) == labels).sum())
-    ok = front.check_agreement(ref, ref + 1e-7, labels, correct)
+    ok = budget.check_agreement(ref, ref + 1e-7, labels, correct)
     assert ok.ok and ok.correct == correct and ok.accuracy == correct / 50
     wrong = ref.clone()
     wrong[0] = 0
     wrong[0, (labels[0] + 1) % 10] = 5.0  # a real change of prediction
-    assert not front.check_agreement(ref, wrong, labels, correct).ok
+    assert not budget.check_agreement(ref, wrong, labels, correct).ok
     # a near tie may flip within noise: allowed
     tie = ref.clone()
     tie[1] = 0
@@ -228,9 +231,9 @@ def test_check_agreement_tolerates_float_noise_only():
     flipped = tie.clone()
     flipped[1, (labels[1] + 1) % 10] = 1.0 + 1e-5
     expected = int((tie.argmax(1) == labels).sum())
-    check = front.check_agreement(tie, flipped, labels, expected)
+    check = budget.check_agreement(tie, flipped, labels, expected)
     assert check.ok and check.near_ties >= 1 and check.correct == expected - 1
-    assert not front.check_agreement(ref, ref, labels, correct - 1).ok  # the front said otherwise
+    assert not budget.check_agreement(ref, ref, labels, correct - 1).ok  # the front said otherwise
 
 
 def test_spread_keeps_ends_and_spaces_in_cost():
@@ -271,6 +274,7 @@ def _refused(capsys, argv, root: Path, match: str) -> None:
     assert _listing(root) == before
 
 
+@pytest.mark.slow
 def test_front_files_and_the_exported_model_gives_the_fronts_accuracy(run, capsys):
     assert cli.main(["front", str(run), "--cost-sweep", "8", "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -298,7 +302,7 @@ def test_front_files_and_the_exported_model_gives_the_fronts_accuracy(run, capsy
         "model.json", "report.json", "report.md", "weights.pt"]  # fmt: skip
     report = json.loads((target / "report.json").read_text())
     point = points[report["point"]]
-    assert point == front.pick_for_budget(f, "flops", 0.6)
+    assert point == budget.pick_for_budget(f, "flops", 0.6)
     data = load_run(run).data
     model = export.load(target)
     with torch.no_grad():
@@ -396,11 +400,15 @@ def test_cross_evaluation_scores_foreign_widths_on_a_runs_weights(slim_run):
         assert again["points"][0]["test_accuracy"] == full["test_accuracy"]
 
 
-def test_moved_names_stay_importable_from_front():
-    from pareco import budget, compare, report
-
-    assert front.export_for_budget is budget.export_for_budget
-    assert front.compare_runs is compare.compare_runs
-    assert front.format_front_table is report.format_front_table
-    with pytest.raises(AttributeError):
-        front.no_such_name  # noqa: B018
+@pytest.mark.slow
+def test_front_imports_without_the_trainer():
+    """``pareco.front`` reads finished runs: importing it loads neither the trainer nor the modules
+    built on the front (``budget``, ``compare``), so there is no import cycle between them."""
+    code = (
+        "import sys, pareco.front; "
+        "print(sorted(m for m in ('pareco.trainer', 'pareco.budget', 'pareco.compare') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert not hasattr(front, "export_for_budget")  # no re-exports of moved names

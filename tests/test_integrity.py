@@ -83,6 +83,7 @@ def reference(tmp_path_factory) -> Path:
     return tmp / "run"
 
 
+@pytest.mark.slow
 def test_flipped_bytes_fall_back_to_the_previous_checkpoint(tmp_path, reference, capsys):
     """Item 1 (and 6): a damaged checkpoint is found, the previous one is used, saying so."""
     config, run = _config(tmp_path), tmp_path / "run"
@@ -136,6 +137,7 @@ def test_no_intact_checkpoint_is_one_line_and_touches_nothing(tmp_path, referenc
     assert {p.name: p.read_bytes() for p in files} == before
 
 
+@pytest.mark.slow
 def test_kill_between_the_two_renames_recovers_the_newest(tmp_path, reference, capsys):
     """Item 5: checkpoint.pt missing, checkpoint.pt.tmp and checkpoint.prev.pt complete."""
     config, run = _config(tmp_path), tmp_path / "run"
@@ -164,6 +166,7 @@ def test_kill_between_the_two_renames_recovers_the_newest(tmp_path, reference, c
     assert _metric_steps(run) == _metric_steps(reference)
 
 
+@pytest.mark.slow
 def test_non_finite_bn_statistics_never_reach_a_checkpoint(tmp_path, capsys):
     """Item 2: BN variances become inf while the loss stays finite (train-mode BN uses batch
     statistics); the step-6 checkpoint is refused, the step-3 one kept; --resume --lr recovers."""
@@ -202,6 +205,7 @@ def test_non_finite_bn_statistics_never_reach_a_checkpoint(tmp_path, capsys):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_divergence_before_any_checkpoint_says_so_and_restart_recovers(tmp_path, capsys):
     """Item 2: a run that diverges before its first checkpoint promises no checkpoint that does
     not exist; --restart starts again in the folder."""
@@ -223,6 +227,7 @@ def test_divergence_before_any_checkpoint_says_so_and_restart_recovers(tmp_path,
     assert json.loads((run / "config.json").read_text())["lr"] is None
 
 
+@pytest.mark.slow
 def test_a_second_writer_gets_one_line(tmp_path, capsys):
     """Item 3: a locked run directory is refused; two racing runs never mix."""
     config, run = _config(tmp_path), tmp_path / "run"
@@ -246,6 +251,7 @@ def test_a_second_writer_gets_one_line(tmp_path, capsys):
     assert read_checkpoint_file(race / "checkpoint.pt")["config"]["seed"] == seed
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_a_moved_run_resumes(tmp_path, reference, capsys):
     """Items 4 and 7: SIGTERM checkpoints and stops with one line; the folder, moved elsewhere,
     resumes and loads from its new place, to the weights of the uninterrupted run."""
@@ -379,10 +385,10 @@ def test_lock_is_exclusive_and_released(tmp_path):
 
 
 def test_a_run_that_cannot_start_leaves_the_folder_free(tmp_path):
-    from pareco.trainer import RunError
+    from pareco.errors import RunError
 
     cfg = {**TINY, "out": str(tmp_path / "run")}
-    with pytest.raises(RunError, match="larger than the 288 training images") as failed:
+    with pytest.raises(RunError, match="larger than the 288 training samples") as failed:
         Trainer(TrainConfig(**{**cfg, "batch_size": 100000}), progress=False)
     # the failed Trainer is still referenced by the traceback; its lock must be gone anyway
     assert failed.value is not None

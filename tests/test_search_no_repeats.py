@@ -117,8 +117,9 @@ def test_high_loss_names() -> None:
 def test_the_sampler_scores_the_smallest_network_with_the_history() -> None:
     groups = tuple(ChannelGroup(f"g{i}", 8, (f"m{i}",), (), True) for i in range(3))
     space = WidthSpace(groups, (), min_multiplier=ALPHA_MIN)
+    search = SearchConfig(dim=3, alpha_min=ALPHA_MIN, warmup=4)
     sampler = ParecoSampler(
-        space, lambda a: space.channels(a).double().mean(-1) / 8, num=2, tau=1, seed=0, warmup=4
+        space, lambda a: space.channels(a).double().mean(-1) / 8, tau=1, search=search
     )
     asked: list[torch.Tensor] = []
 

@@ -71,6 +71,7 @@ def test_shards_are_disjoint_and_make_up_the_global_batch(folder):
     assert a and b and a.isdisjoint(b)
 
 
+@pytest.mark.slow
 def test_folder_errors_are_one_line(tmp_path, folder, capsys):
     (tmp_path / "empty" / "train" / "cat").mkdir(parents=True)
     (tmp_path / "empty" / "val" / "cat").mkdir(parents=True)
@@ -98,7 +99,7 @@ def _rank(rank: int, port: int, root: str, out: str) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
     from pareco import distributed
     from pareco.config import TrainConfig
-    from pareco.train import Trainer
+    from pareco.trainer import Trainer
 
     config = TrainConfig(
         model="smallnet", model_kwargs={"width": 4}, data="folder", stream=True, data_dir=root,
@@ -118,6 +119,7 @@ def _rank(rank: int, port: int, root: str, out: str) -> None:
     distributed.shutdown()
 
 
+@pytest.mark.slow
 def test_two_ranks_train_on_disjoint_shards_of_a_folder(tmp_path, folder):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -143,10 +145,11 @@ def test_two_ranks_train_on_disjoint_shards_of_a_folder(tmp_path, folder):
     assert len(set(everything.tolist())) == len(everything)  # no sample twice in the epoch
 
 
+@pytest.mark.slow
 def test_a_streamed_run_resumes_mid_epoch_exactly(tmp_path, folder):
     from pareco.checkpoint import load_checkpoint
     from pareco.config import TrainConfig
-    from pareco.train import Trainer
+    from pareco.trainer import Trainer
 
     def config(out: str) -> TrainConfig:
         return TrainConfig(

@@ -4,7 +4,8 @@ import pytest
 from test_train import tiny
 
 from pareco import cli
-from pareco.train import RunError, Trainer
+from pareco.errors import RunError
+from pareco.trainer import Trainer
 from pareco.twostage import run_search
 
 

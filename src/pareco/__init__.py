@@ -8,9 +8,11 @@ Quick start::
     alpha = net.space.uniform(0.5)
     print(net.cost_ratio(alpha, "flops"))              # exact cost of that sub-network
     small = net.export(alpha)                          # a plain, smaller nn.Module
+    pareco.export.save(small, "small/")                # and back: pareco.export.load("small/")
 """
 
-from pareco import models
+from pareco import export, models
+from pareco.errors import ParecoError
 from pareco.evaluate import evaluate, score_widths
 
 # The training API: the whole run (fit), and the parts a hand-written loop takes alone.
@@ -28,12 +30,14 @@ __version__ = "0.1.0"
 __all__ = [
     "ChannelGroup",
     "FrontPoint",
+    "ParecoError",
     "Run",
     "SlimError",
     "SlimmableNet",
     "WidthSpace",
     "candidate_widths",
     "evaluate",
+    "export",
     "extract_front",
     "fit",
     "load_run",

@@ -37,7 +37,7 @@ from pareco.front import (
     predict,
 )
 from pareco.report import export_report, export_report_markdown
-from pareco.train import Run
+from pareco.run import Run
 
 
 def pick_for_budget(front: Mapping[str, Any], cost: str, budget: float) -> dict[str, Any]:
@@ -207,7 +207,7 @@ def export_for_budget(
                 reference, logits, labels, point["test_correct"], rtol
             )
         if "onnx" in formats:
-            example = run.data.normalize(run.data.test.x[:1])
+            example = run.data.example_input()
             logits = _onnx_logits(sub.cpu(), example, test_loader(), stage / "model.onnx")
             checks["onnx"] = check_agreement(reference, logits, labels, point["test_correct"], rtol)
         failed = {k: c for k, c in checks.items() if not c.ok}

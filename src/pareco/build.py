@@ -6,12 +6,12 @@ exactly the same thing from ``config.json``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from pareco.config import TrainConfig
 from pareco.data import DatasetError, DataSplits, SyntheticSpec, load_dataset
+from pareco.data.registry import USER_LOADERS
+from pareco.data.source import DataSource
 from pareco.data.streamed import StreamedFolder, load_streamed_folder
 from pareco.model_path import resolve_model
 from pareco.slim import SlimmableNet, slim
@@ -19,7 +19,7 @@ from pareco.slim import SlimmableNet, slim
 
 def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
     """The data a config names: in memory, or streamed from an image folder (``stream``)."""
-    if config.data == "loaders":
+    if config.data == USER_LOADERS:
         raise DatasetError(
             "data 'loaders' is a run trained by pareco.fit on Python DataLoaders: pass the "
             "loaders to pareco.fit (resume=True) rather than naming them in a config"
@@ -54,7 +54,7 @@ def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
     )
 
 
-def build_net(config: TrainConfig, data: Any) -> SlimmableNet:
+def build_net(config: TrainConfig, data: DataSource) -> SlimmableNet:
     """The slimmable net a config names: a zoo model or ``package.module:factory``."""
     c, h, w = data.input_shape
     model, ignored = resolve_model(

@@ -9,6 +9,11 @@ on load instead of being trained on. When ``checkpoint.pt`` is damaged, or missi
 between the two renames), :func:`load_checkpoint` recovers by itself from ``checkpoint.pt.tmp`` or
 ``checkpoint.prev.pt`` — whichever is newest and intact — says so, and sets the damaged file aside
 as ``checkpoint.pt.damaged`` so that the next save cannot rotate it over the good previous one.
+
+The payload is versioned: ``schema`` (:data:`SCHEMA`) says which keys it holds
+(:data:`PAYLOAD_KEYS`); a checkpoint written before the field existed is schema 1 and is brought
+up to date on load (:func:`upgrade_payload`), so older runs still resume and export. A checkpoint
+from a newer pareco is refused with one line, not misread.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,17 +29,26 @@ from typing import Any
 
 import torch
 
+from pareco.atomic import atomic_path, fsync_dir
+from pareco.errors import ParecoError, first_line
+
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
 TEMPORARY = CHECKPOINT + ".tmp"
 DAMAGED = CHECKPOINT + ".damaged"
 FORMAT = "pareco-checkpoint-v1"
+#: Version of the payload's layout. 1: before the field existed (``train_seconds`` optional);
+#: 2: every key of ``PAYLOAD_KEYS``.
+SCHEMA = 2
+#: What a training checkpoint holds (``pareco.trainer.Trainer.state_dict``).
+PAYLOAD_KEYS = ("config", "model", "optimizer", "scheduler", "scaler", "sampler", "loader",
+                "step", "finished", "train_seconds", "space", "rng")  # fmt: skip
 #: First bytes of a checksummed file; the line goes on with the hex SHA-256 of the payload.
 MAGIC = b"PARECO-CHECKPOINT sha256="
 _HEADER_LEN = len(MAGIC) + 64 + 1  # magic, 64 hex digits, newline
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ParecoError, RuntimeError):
     """A missing, damaged or foreign checkpoint, with what to do."""
 
 
@@ -46,7 +61,7 @@ def save_checkpoint(state: dict[str, Any], run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     path, prev, tmp = run_dir / CHECKPOINT, run_dir / PREVIOUS, run_dir / TEMPORARY
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, **state}, buffer)
+    torch.save({"format": FORMAT, "schema": SCHEMA, **state}, buffer)
     payload = buffer.getbuffer()
     digest = hashlib.sha256(payload).hexdigest().encode()
     with open(tmp, "wb") as f:
@@ -57,7 +72,7 @@ def save_checkpoint(state: dict[str, Any], run_dir: str | Path) -> Path:
     if path.exists():
         os.replace(path, prev)
     os.replace(tmp, path)
-    _fsync_dir(run_dir)
+    fsync_dir(run_dir)
     return path
 
 
@@ -87,10 +102,26 @@ def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "c
         # pareco itself; never point this at a file from an untrusted source.
         state = torch.load(source, map_location=map_location, weights_only=False)
     except Exception as err:
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is damaged ({detail})") from None
+        raise CheckpointError(f"{path} is damaged ({first_line(err)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pareco checkpoint")
+    return upgrade_payload(state, str(path))
+
+
+def upgrade_payload(state: dict[str, Any], where: str = "the checkpoint") -> dict[str, Any]:
+    """``state`` in the layout of schema ``SCHEMA``, whatever schema it was written in.
+
+    Raises:
+        CheckpointError: a schema newer than this pareco reads.
+    """
+    schema = state.get("schema", 1)
+    if not isinstance(schema, int) or schema > SCHEMA:
+        raise CheckpointError(
+            f"{where} has checkpoint schema {schema!r}; this pareco reads schemas 1 to {SCHEMA}: "
+            "upgrade pareco to use it"
+        )
+    if schema == 1:  # written before the schema field: train_seconds came later
+        state = {"train_seconds": 0.0, **state, "schema": SCHEMA}
     return state
 
 
@@ -143,7 +174,8 @@ def load_checkpoint(
                     os.replace(tmp, path)
                 else:
                     # the previous checkpoint stays where it is as well: copy it into place
-                    _copy_atomic(prev, path)
+                    with atomic_path(path, durable=True) as staged:
+                        shutil.copyfile(prev, staged)
                 kept = f" (the damaged file is kept as {DAMAGED})" if faults else ""
                 report(
                     f"pareco: {why}; recovered the checkpoint of step {state.get('step')} "
@@ -158,30 +190,6 @@ def load_checkpoint(
         f"no intact checkpoint in {run_dir}: {'; '.join(faults)}; start the run again "
         "(pareco train --restart keeps these files aside)"
     )
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".copy")
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        while chunk := fin.read(1 << 20):
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    os.replace(tmp, dst)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the renames durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _to_stderr(message: str) -> None:

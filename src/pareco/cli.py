@@ -10,34 +10,22 @@ from pathlib import Path
 import torch
 
 from pareco import models
-from pareco.config import COSTS, DATASETS, METHODS
+from pareco.config import COSTS, METHODS, data_names
+from pareco.errors import ParecoError, RunError, first_line
 
 
-class UserError(Exception):
+class UserError(ParecoError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from pareco.checkpoint import CheckpointError
-    from pareco.config import ConfigError
-    from pareco.data import DatasetError
-    from pareco.export import ExportError
-    from pareco.model_path import ModelSpecError
-    from pareco.rundir import RunDirError
-    from pareco.slim import SlimError
-    from pareco.train import RunError
+    """What ``main`` prints as one line (exit 2): every :class:`ParecoError`.
 
-    return (
-        UserError,
-        ConfigError,
-        DatasetError,
-        CheckpointError,
-        RunError,
-        RunDirError,
-        SlimError,
-        ExportError,
-        ModelSpecError,
-    )
+    ``SlimError`` is listed until ``pareco.slim`` derives it from ``ParecoError`` too.
+    """
+    from pareco.slim import SlimError
+
+    return (ParecoError,) if issubclass(SlimError, ParecoError) else (ParecoError, SlimError)
 
 
 def parse_size(text: str) -> tuple[int, int, int]:
@@ -102,7 +90,7 @@ RESUME_MAY_CHANGE = (
 )
 #: Values a key takes, shown in --help (checked by TrainConfig with one clear line).
 _CHOICES = {
-    "data": lambda: DATASETS,
+    "data": data_names,
     "method": lambda: METHODS,
     "cost": lambda: COSTS,
     "schedule": lambda: ("linear", "cosine"),
@@ -181,7 +169,13 @@ def resolve_train_config(args: argparse.Namespace):
     import dataclasses
     import typing
 
-    from pareco.config import ConfigError, TrainConfig, coerce, read_config_file
+    from pareco.config import (
+        ConfigError,
+        TrainConfig,
+        coerce,
+        read_config_file,
+        refuse_unknown_keys,
+    )
 
     if getattr(args, "resume", False) and getattr(args, "restart", False):
         raise UserError("--resume and --restart exclude each other: choose one")
@@ -205,10 +199,7 @@ def resolve_train_config(args: argparse.Namespace):
     if not saved_path.is_file():
         raise UserError(f"--resume: {out} holds no config.json; is it a pareco run directory?")
     saved = read_config_file(saved_path)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}")
+    refuse_unknown_keys(values, [f.name for f in dataclasses.fields(TrainConfig)])
     asked = {k: coerce(k, v, hints[k]) for k, v in values.items()}
     defaults = TrainConfig().to_dict()  # a key the run's config.json predates has its default
     clash = {
@@ -231,7 +222,7 @@ def resolve_train_config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> None:
     from pareco import distributed
-    from pareco.train import RunError, Trainer
+    from pareco.trainer import Trainer
 
     config = resolve_train_config(args)
     trainer = Trainer(
@@ -242,14 +233,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     try:
         trainer.fit()
     except RuntimeError as err:
-        from pareco.rundir import RunDirError
-
-        if not trainer.dist.enabled or isinstance(err, (RunError, RunDirError)):
+        if not trainer.dist.enabled or isinstance(err, ParecoError):
             raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunError(
-            f"rank {trainer.rank}: lost contact with the other processes ({first}); the last "
-            f"checkpoint in {config.out} is intact: relaunch with --resume"
+            f"rank {trainer.rank}: lost contact with the other processes ({first_line(err)}); "
+            f"the last checkpoint in {config.out} is intact: relaunch with --resume"
         ) from None
     finally:
         trainer.close()
@@ -259,7 +247,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _device(name: str):
     """``--device`` of the commands after training: a clear line for a name torch cannot use."""
     from pareco.config import check_device_name
-    from pareco.train import resolve_device
+    from pareco.trainer import resolve_device
 
     check_device_name(name)
     return resolve_device(name)
@@ -278,6 +266,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_front(args: argparse.Namespace) -> None:
     from pareco import front
+    from pareco.report import format_front_table
 
     sweep = front.DEFAULT_SWEEP if args.cost_sweep is None else args.cost_sweep
     if sweep < 2:
@@ -286,7 +275,9 @@ def cmd_front(args: argparse.Namespace) -> None:
     run = front.open_run(args.rundir, device)
     result = front.build_front(run, sweep=sweep, device=device, progress=not args.no_progress)
     front.write_front(args.rundir, result)
-    print(front.format_front_table(result))
+    print(format_front_table(result))
+    if result.get("report_note"):
+        print(f"note: {result['report_note']}")
     print(f"wrote front.json, front.csv, front.png, widths.png in {args.rundir}")
 
 
@@ -298,7 +289,8 @@ def _float_arg(flag: str, text: str) -> float:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from pareco import front
+    from pareco.budget import export_for_budget
+    from pareco.front import check_cost
 
     budget = _float_arg("--budget", args.budget)
     if not 0 < budget <= 1:
@@ -308,7 +300,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         )
     device = _device(args.device)
     try:
-        result = front.export_for_budget(
+        result = export_for_budget(
             args.rundir, budget, args.cost, args.format, out=args.out,
             device=device, progress=not args.no_progress,
         )  # fmt: skip
@@ -317,7 +309,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise UserError(
             f"cannot write the export to {where} ({err.strerror or err}): choose a writable --out"
         ) from None
-    p, cost = result.point, front.check_cost(args.cost)
+    p, cost = result.point, check_cost(args.cost)
     checks = ", ".join(f"{k} {100 * c.accuracy:.2f}%" for k, c in result.checks.items())
     print(
         f"point {p['id']}: {cost} ratio {p[cost + '_ratio']:.4f} "
@@ -335,14 +327,15 @@ def compare_out(args: argparse.Namespace) -> Path:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from pareco import front
+    from pareco.compare import compare_runs
+    from pareco.report import compare_markdown
 
     device = _device(args.device)
     out = compare_out(args)
-    result = front.compare_runs(
+    result = compare_runs(
         args.rundirs, out, cost=args.cost, device=device, progress=not args.no_progress
     )
-    print(front.compare_markdown(result), end="")
+    print(compare_markdown(result), end="")
     print(f"wrote compare.md, compare.json, compare.png in {out}")
 
 

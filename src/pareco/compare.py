@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
+from pareco.atomic import write_text_atomic
 from pareco.front import (
     BUDGETS,
     HV_REFERENCE,
     PLOTTED_COSTS,
     FrontError,
-    _atomic_text,
     check_cost,
     ensure_front,
     front_arrays,
@@ -98,8 +98,8 @@ def compare_runs(
     result = compare_fronts(fronts, labels, cost)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "compare.md", compare_markdown(result))
-    _atomic_text(out / "compare.json", json.dumps(result, indent=1) + "\n")
+    write_text_atomic(out / "compare.md", compare_markdown(result))
+    write_text_atomic(out / "compare.json", json.dumps(result, indent=1) + "\n")
     metrics = [cost, *(m for m in PLOTTED_COSTS if m != cost)]
     panels = {
         m: [front_curve(f, m, f"{label} ({f['method']})") for f, label in zip(fronts, labels)]

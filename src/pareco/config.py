@@ -13,16 +13,26 @@ import math
 import re
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pareco.errors import ParecoError, first_line
+
 METHODS = ("slim", "twostage", "pareco")
 COSTS = ("flops", "memory")
-DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "synthetic", "loaders")
 
 
-class ConfigError(ValueError):
+def data_names() -> tuple[str, ...]:
+    """What ``data`` may name: a registered dataset (``pareco.data.dataset_names``), or
+    ``loaders`` (recorded by ``pareco.fit`` for a user's own loaders)."""
+    from pareco.data.registry import USER_LOADERS, dataset_names
+
+    return (*dataset_names(), USER_LOADERS)
+
+
+class ConfigError(ParecoError, ValueError):
     """A malformed or inconsistent configuration, with what to change."""
 
 
@@ -112,11 +122,20 @@ class TrainConfig:
             f"method must be one of {', '.join(METHODS)}, got {self.method!r}",
         )
         need(self.cost in COSTS, f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
-        need(self.data in DATASETS, f"data must be one of {', '.join(DATASETS)}, got {self.data!r}")
+        names = data_names()
+        need(self.data in names, f"data must be one of {', '.join(names)}, got {self.data!r}")
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         need(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(self.num_sampled >= 0, f"num_sampled must be >= 0, got {self.num_sampled}")
+        uses = (
+            "the search proposes" if self.method == "pareco" else "TwoStage trains, then searches"
+        )
+        need(
+            self.num_sampled >= 1 or self.method == "slim",
+            f"num_sampled must be >= 1 with method {self.method} (the M per-group widths are what "
+            f"{uses}); 0, the largest and the smallest network alone, suits method slim only",
+        )
         need(
             0 < self.min_multiplier <= 1,
             f"min_multiplier must be in (0, 1], got {self.min_multiplier}",
@@ -214,7 +233,7 @@ class TrainConfig:
         Raises:
             ConfigError: an unknown key, or a value of the wrong type (naming the key).
         """
-        _refuse_unknown_keys(d, cls, "")
+        refuse_unknown_keys(d, [f.name for f in fields(cls)], "unknown config key(s)")
         hints = typing.get_type_hints(cls)
         values = {k: coerce(k, v, hints[k]) for k, v in d.items()}
         return cls(**values)
@@ -392,21 +411,24 @@ def _check_model(name: str, kwargs: dict[str, Any]) -> None:
         )
 
 
-def _refuse_unknown_keys(d: dict[str, Any], cls: type, prefix: str) -> None:
-    """One ConfigError naming the keys of ``d`` that are not fields of dataclass ``cls``."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
+def refuse_unknown_keys(
+    keys: Iterable[str], known: Iterable[str], what: str = "unknown config key(s)"
+) -> None:
+    """One ConfigError naming the ``keys`` that are not ``known``, and listing the valid ones.
+
+    ``what`` starts the message (``"pareco.fit got unknown option(s)"``, ``"synthetic: unknown
+    key(s)"``).
+    """
+    valid = set(known)
+    unknown = sorted(set(keys) - valid)
     if unknown:
-        what = "unknown key(s)" if prefix else "unknown config key(s)"
-        raise ConfigError(
-            f"{prefix}{what} {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
-        )
+        raise ConfigError(f"{what} {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
 
 
 def _check_synthetic(spec: dict[str, Any]) -> None:
     from pareco.data import SyntheticSpec
 
-    _refuse_unknown_keys(spec, SyntheticSpec, "synthetic: ")
+    refuse_unknown_keys(spec, [f.name for f in fields(SyntheticSpec)], "synthetic: unknown key(s)")
     for key in ("num_train", "num_test", "num_classes"):
         if key in spec:
             n = coerce(f"synthetic.{key}", spec[key], int)
@@ -437,9 +459,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
-            f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {first}"
+            f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {first_line(err)}"
         ) from None
     if data is None:
         data = {}
@@ -449,4 +470,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def write_config(config: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+    """Write ``config`` as JSON (``RUNDIR/config.json``), atomically."""
+    from pareco.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(config.to_dict(), indent=1) + "\n")

@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from pareco.atomic import atomic_path
+from pareco.errors import ParecoError, first_line
+
 FORMAT = "pareco-subnet"
 FORMAT_VERSION = 2
 _FX_VERSION = 1  # model.json holds an fx graph of torch.nn layers, weights.pt a state_dict
@@ -32,7 +35,7 @@ _FUNCTION_HOMES = {"operator": operator, "torch": torch, "torch.nn.functional": 
                    "builtins": builtins, "math": math}  # fmt: skip
 
 
-class ExportError(ValueError):
+class ExportError(ParecoError, ValueError):
     """A sub-network that cannot be saved or loaded, with what to do."""
 
 
@@ -200,33 +203,40 @@ def _example(sub: nn.Module, example_input: Any) -> tuple[tuple, dict]:
     return (example_input,), {}
 
 
-def _capture(sub: nn.Module, args: tuple, kwargs: dict) -> torch.export.ExportedProgram:
-    """``torch.export`` in eval mode with a dynamic batch axis (static when the model needs it)."""
+def _traceable(sub: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict, dict]:
+    """``(args, kwargs)`` with every batch of 1 doubled (a batch of 1 would be specialized), and
+    the ``dynamic_shapes`` that make the first axis of every tensor one dynamic batch axis."""
     from torch.utils import _pytree as pytree
 
-    def twice(t: Any) -> Any:  # a batch of 1 would be specialized: trace with 2
+    def twice(t: Any) -> Any:
         return torch.cat([t, t]) if isinstance(t, Tensor) and t.ndim and t.shape[0] == 1 else t
 
+    a2, k2 = pytree.tree_map(twice, (args, kwargs))
+    batch = torch.export.Dim("batch", min=1)
+
+    def spec(t: Any) -> Any:
+        return {0: batch} if isinstance(t, Tensor) and t.ndim else None
+
+    bound = inspect.signature(sub.forward).bind(*a2, **k2).arguments
+    return a2, k2, {name: pytree.tree_map(spec, value) for name, value in bound.items()}
+
+
+def _capture(sub: nn.Module, args: tuple, kwargs: dict) -> torch.export.ExportedProgram:
+    """``torch.export`` in eval mode with a dynamic batch axis (static when the model needs it)."""
     was_training = sub.training
     sub.eval()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            a2, k2 = pytree.tree_map(twice, (args, kwargs))
-            batch = torch.export.Dim("batch", min=1)
-
-            def spec(t: Any) -> Any:
-                return {0: batch} if isinstance(t, Tensor) and t.ndim else None
-
             try:
-                bound = inspect.signature(sub.forward).bind(*a2, **k2).arguments
-                shapes = {name: pytree.tree_map(spec, value) for name, value in bound.items()}
+                a2, k2, shapes = _traceable(sub, args, kwargs)
                 return torch.export.export(sub, a2, k2, dynamic_shapes=shapes, strict=False)
             except Exception:
                 return torch.export.export(sub, args, kwargs, strict=False)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ExportError(f"torch.export could not capture the sub-network: {first}") from err
+        raise ExportError(
+            f"torch.export could not capture the sub-network: {first_line(err)}"
+        ) from err
     finally:
         sub.train(was_training)
 
@@ -286,13 +296,21 @@ def load_meta(path: str | Path) -> dict:
     return json.loads((Path(path) / "model.json").read_text()).get("meta", {})
 
 
-def to_onnx(sub: nn.Module, example_input: Tensor, path: str | Path, opset: int = 18) -> Path:
+def to_onnx(
+    sub: nn.Module, example_input: Tensor | tuple | dict, path: str | Path, opset: int = 18
+) -> Path:
     """Write ``sub`` as a self-contained ONNX file (weights inside) with a dynamic batch axis.
 
-    The input is named ``input`` and the first output ``output``.
+    ``example_input`` is what ``sub`` is called with, read as :func:`save` reads it: a tensor
+    (one positional argument), a tuple of positional arguments, or a dict of *keyword* arguments;
+    ``(batch_dict,)`` passes one dict positionally. The first axis of every input tensor is the
+    batch axis. A model called with one tensor gets the input name ``input``; the first output
+    is named ``output``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    args, kwargs = _example(sub, example_input)
+    single = len(args) == 1 and not kwargs and isinstance(args[0], Tensor)
     was_training = sub.training
     sub.eval()
     onnx_log = logging.getLogger("torch.onnx")
@@ -301,16 +319,15 @@ def to_onnx(sub: nn.Module, example_input: Tensor, path: str | Path, opset: int 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            batch = torch.export.Dim("batch", min=1)
-            if example_input.shape[0] == 1:  # a batch of 1 would be specialized: trace with 2
-                example_input = torch.cat([example_input, example_input])
+            args, kwargs, shapes = _traceable(sub, args, kwargs)
+            # torch.onnx reads a dict at the end of args as keyword arguments: give them that way
             torch.onnx.export(
                 sub,
-                (example_input,),
+                (*args, kwargs),
                 str(path),
-                input_names=["input"],
+                input_names=["input"] if single else None,
                 output_names=["output"],
-                dynamic_shapes=({0: batch},),
+                dynamic_shapes=shapes,
                 opset_version=opset,
                 external_data=False,
                 dynamo=True,
@@ -323,7 +340,5 @@ def to_onnx(sub: nn.Module, example_input: Tensor, path: str | Path, opset: int 
 
 
 def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)
-    tmp.replace(path)

@@ -21,11 +21,13 @@ from torch import Tensor, nn
 
 from pareco.build import build_net
 from pareco.checkpoint import CHECKPOINT, has_checkpoint
-from pareco.config import DATASETS, ConfigError, TrainConfig
+from pareco.config import TrainConfig, data_names, refuse_unknown_keys
 from pareco.data.loaders import LoaderData, as_pair
+from pareco.data.registry import USER_LOADERS
+from pareco.data.source import DataSource
+from pareco.errors import RunError
 from pareco.run import Run, load_run, register_run_sources
 from pareco.slim import SlimmableNet, slim
-from pareco.trainer import RunError, Trainer
 
 
 def fit(
@@ -57,7 +59,9 @@ def fit(
             (which brings its own validation, calibration and test splits).
         val: validation batches, which select the front; None carves them out of ``train``'s
             dataset by index (``val_size`` samples).
-        test: test batches the front reports on; None reports on ``val`` (and says so).
+        test: test batches the front reports on; None reports on ``val``, and says so:
+            front.json and eval.json record ``"report": "validation"`` with a note, since
+            those figures come from the split that selected the front.
         calib: the batch (or loader) the search scores widths on; None carves ``calib_size``
             samples (default: one training batch) out of ``train``'s dataset.
         method: ``pareco``, ``slim`` or ``twostage``.
@@ -77,7 +81,7 @@ def fit(
 
     Returns:
         The finished run; ``pareco.front.build_front(run)`` and
-        ``pareco.front.export_for_budget(run.run_dir, ...)`` accept it.
+        ``pareco.budget.export_for_budget(run.run_dir, ...)`` accept it.
 
     Raises:
         RunError, DatasetError, ConfigError, SlimError: one line saying what to change.
@@ -87,12 +91,7 @@ def fit(
             f"pareco.fit needs an nn.Module (or a model name), got {type(model).__name__}"
         )
     known = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "data", "out"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(
-            f"pareco.fit got unknown option(s) {', '.join(unknown)}; options are TrainConfig "
-            f"fields: {', '.join(sorted(known))}"
-        )
+    refuse_unknown_keys(options, known, "pareco.fit got unknown option(s)")
     has_run = has_checkpoint(Path(out))
     if has_run != resume:
         raise RunError(
@@ -102,7 +101,8 @@ def fit(
         )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     seed = int(options.get("seed", 0))
-    if hasattr(train, "train_loader") and hasattr(train, "full_batch"):  # pareco's own data
+    data: DataSource
+    if isinstance(train, DataSource):  # pareco's own data
         data = train
         batch_size = int(options.pop("batch_size", 128))
     else:
@@ -125,9 +125,11 @@ def fit(
         options.pop("batch_size", None)
     name = model if isinstance(model, str) else f"python:{type(model).__qualname__}"
     config = TrainConfig(
-        model=name, data=data.name if data.name in DATASETS else "loaders", method=method,
+        model=name, data=data.name if data.name in data_names() else USER_LOADERS, method=method,
         cost=cost, epochs=epochs, batch_size=batch_size, out=str(out), **options,
     )  # fmt: skip
+    from pareco.trainer import Trainer  # the trainer loads only when a run is trained
+
     net = _slimmable(model, config, data)
     template = copy.deepcopy(net)
     register_run_sources(out, lambda: copy.deepcopy(template), data)
@@ -139,7 +141,7 @@ def fit(
     return load_run(out, trainer.device)
 
 
-def _slimmable(model: nn.Module | str, config: TrainConfig, data: Any) -> SlimmableNet:
+def _slimmable(model: nn.Module | str, config: TrainConfig, data: DataSource) -> SlimmableNet:
     if isinstance(model, str):
         return build_net(config, data)
     if isinstance(model, SlimmableNet):

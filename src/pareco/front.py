@@ -42,7 +42,6 @@ import hashlib
 import io
 import json
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +50,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from pareco.atomic import write_text_atomic
+from pareco.data.source import TEST_IS_VAL_NOTE
+from pareco.errors import RunError
 from pareco.evaluate import EvalResult, evaluate
+from pareco.run import Run, load_run
 from pareco.search.pareto import hypervolume_2d, pareto_front, selected_error_auc
 from pareco.space import WidthSpace
-from pareco.train import Run, RunError, load_run
 
 if TYPE_CHECKING:
     from pareco.plots import Curve
@@ -388,20 +390,14 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
-    """The records of ``history.jsonl``, or a FrontError naming the damaged line."""
-    records = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise FrontError(f"{path} line {n} is damaged ({err})") from None
-            if not isinstance(record, dict) or not {"alpha", "cost"} <= record.keys():
-                raise FrontError(f"{path} line {n} is not a history record (alpha, cost, loss)")
-            records.append(record)
-    return records
+    """The records of ``history.jsonl`` (read by :meth:`pareco.search.History.read_records`), or a
+    FrontError naming the damaged line."""
+    from pareco.search.history import History, HistoryFileError
+
+    try:
+        return History.read_records(path)
+    except HistoryFileError as err:
+        raise FrontError(str(err)) from None
 
 
 def run_candidates(run: Run, sweep: int = DEFAULT_SWEEP) -> list[Candidate]:
@@ -506,7 +502,7 @@ def build_front(
     """
     device = torch.device(device)
     cfg, net, space, data = run.config, run.net, run.net.space, run.data
-    if len(data.val) == 0:
+    if data.split_sizes()["val"] == 0:
         raise FrontError(
             f"{run.run_dir} has no validation split (val_size 0): the front is selected on "
             "validation, so train with --val-size > 0"
@@ -577,7 +573,9 @@ def build_front(
         "input_shape": [c, h, w],
         "min_multiplier": space.min_multiplier,
         "selection": "validation",
-        "report": "test",
+        # a user's loaders without a test loader: the "test_*" fields are on validation
+        "report": "validation" if data.test_is_val else "test",
+        "report_note": TEST_IS_VAL_NOTE if data.test_is_val else None,
         "samples": {"val": val[0].samples, "test": test[0].samples},
         "recalibration_batches": len(recal),
         "device": str(device),
@@ -597,8 +595,8 @@ def write_front(run_dir: str | Path, front: Mapping[str, Any]) -> list[Path]:
 
     run_dir = Path(run_dir)
     written = [
-        _atomic_text(run_dir / "front.json", json.dumps(front, indent=1) + "\n"),
-        _atomic_text(run_dir / "front.csv", front_csv(front)),
+        write_text_atomic(run_dir / "front.json", json.dumps(front, indent=1) + "\n"),
+        write_text_atomic(run_dir / "front.csv", front_csv(front)),
     ]
     title = f"{run_dir.name}: {front['method']}, {front['model']} (select on val, report on test)"
     panels = {m: [front_curve(front, m, front["method"])] for m in _plotted(front)}
@@ -696,38 +694,3 @@ def ensure_front(
     front = build_front(run, device=device, progress=progress)
     write_front(run_dir, front)
     return front
-
-
-def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
-# Names that moved to pareco.budget, pareco.compare and pareco.report, still importable from here.
-_MOVED = {
-    "pick_for_budget": "pareco.budget",
-    "AgreementCheck": "pareco.budget",
-    "check_agreement": "pareco.budget",
-    "FORMATS": "pareco.budget",
-    "ExportResult": "pareco.budget",
-    "export_for_budget": "pareco.budget",
-    "EXPORT_FILES": "pareco.budget",
-    "export_meta": "pareco.budget",
-    "compare_fronts": "pareco.compare",
-    "run_labels": "pareco.compare",
-    "compare_runs": "pareco.compare",
-    "export_report": "pareco.report",
-    "export_report_markdown": "pareco.report",
-    "compare_markdown": "pareco.report",
-    "format_front_table": "pareco.report",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'pareco.front' has no attribute {name!r}")

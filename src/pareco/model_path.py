@@ -18,9 +18,10 @@ from typing import Any
 from torch import nn
 
 from pareco import models
+from pareco.errors import ParecoError, first_line
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(ParecoError, ValueError):
     """A model name or import path that gives no model; the message says what to change."""
 
 
@@ -56,7 +57,7 @@ def resolve_model(
     except Exception as err:  # the user's code: any failure becomes one line
         raise ModelSpecError(
             f"--model {spec}: calling it with {sorted(call_kwargs)} failed "
-            f"({type(err).__name__}: {_first_line(err)}); set model_kwargs to match its arguments"
+            f"({type(err).__name__}: {first_line(err)}); set model_kwargs to match its arguments"
         ) from None
     if not isinstance(model, nn.Module):
         raise ModelSpecError(
@@ -76,7 +77,7 @@ def import_factory(spec: str) -> Callable[..., Any]:
     except Exception as err:
         raise ModelSpecError(
             f"--model {spec}: cannot import {module_name!r} ({type(err).__name__}: "
-            f"{_first_line(err)}); check the module path and that its folder is on PYTHONPATH"
+            f"{first_line(err)}); check the module path and that its folder is on PYTHONPATH"
         ) from None
     target: Any = module
     for part in attr.split("."):
@@ -109,8 +110,3 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

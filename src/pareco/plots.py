@@ -6,13 +6,14 @@ state, no display needed, safe to call from any thread or a headless machine.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from pareco.atomic import atomic_path
 
 #: Axis label of each cost, as a ratio to the full network.
 COST_LABELS = {
@@ -132,7 +133,6 @@ def widths_figure(
 def _save(fig: Figure, path: str | Path) -> Path:
     """Write atomically: a crash never leaves a truncated image where an old one stood."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
     return path

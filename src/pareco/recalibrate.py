@@ -8,7 +8,6 @@ a few training batches in train mode (as US-Nets and PareCO do).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -58,20 +57,3 @@ def recalibrate_bn(
     if n == 0:
         raise ValueError("recalibrate_bn got no batches")
     return n
-
-
-def recalibration_batches(
-    data: Any, n_batches: int, batch_size: int, seed: int, device: torch.device | str = "cpu"
-) -> list[Tensor]:
-    """A fixed set of ``n_batches`` training batches (no augmentation) for BN recalibration.
-
-    ``data`` is a :class:`pareco.data.DataSplits`, or any data source with its own
-    ``recalibration_batches`` (streamed folders, a user's loaders), which is then used.
-    """
-    if hasattr(data, "recalibration_batches"):
-        return data.recalibration_batches(n_batches, batch_size, seed, device)
-    g = torch.Generator().manual_seed(seed + 1)
-    train = data.train
-    n = min(len(train), n_batches * batch_size)
-    idx = torch.randperm(len(train), generator=g)[:n]
-    return list(data.normalize(train.x[idx].to(device)).split(batch_size))

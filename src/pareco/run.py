@@ -16,9 +16,10 @@ from torch import Tensor
 from pareco.build import build_data, build_net
 from pareco.checkpoint import CheckpointError, has_checkpoint, load_checkpoint
 from pareco.config import TrainConfig
-from pareco.recalibrate import recalibration_batches
+from pareco.data.registry import USER_LOADERS
+from pareco.data.source import DataSource
+from pareco.errors import RunError
 from pareco.slim import SlimmableNet
-from pareco.trainer import RunError
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Run:
 
     run_dir: Path
     config: TrainConfig
-    data: Any  # DataSplits, StreamedFolder or LoaderData
+    data: DataSource
     net: SlimmableNet
     state: dict[str, Any]
 
@@ -36,14 +37,17 @@ class Run:
         return bool(self.state.get("finished"))
 
     def recalibration(self, device: torch.device | str = "cpu") -> list[Tensor]:
+        """The run's fixed BN recalibration batches (the ones its front was evaluated with)."""
         cfg = self.config
-        return recalibration_batches(self.data, cfg.recal_batches, cfg.batch_size, cfg.seed, device)
+        return self.data.recalibration_batches(cfg.recal_batches, cfg.batch_size, cfg.seed, device)
 
 
-_SOURCES: dict[Path, tuple[Callable[[], SlimmableNet], Any]] = {}
+_SOURCES: dict[Path, tuple[Callable[[], SlimmableNet], DataSource]] = {}
 
 
-def register_run_sources(run_dir: str | Path, net: Callable[[], SlimmableNet], data: Any) -> None:
+def register_run_sources(
+    run_dir: str | Path, net: Callable[[], SlimmableNet], data: DataSource
+) -> None:
     """Tell :func:`load_run` how to rebuild a run trained from Python objects in this process.
 
     A run trained by :func:`pareco.fit` on a user's model and loaders cannot be rebuilt from its
@@ -81,7 +85,7 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Run:
     sources = _SOURCES.get(run_dir.resolve())
     if sources is not None:
         data, net = sources[1], sources[0]().to(device)
-    elif config.data == "loaders":
+    elif config.data == USER_LOADERS:
         raise RunError(
             f"{run_dir} was trained by pareco.fit from Python objects: call "
             "pareco.run.register_run_sources(run_dir, net_factory, data) in this process first"

@@ -22,7 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from pareco.atomic import write_text_atomic
 from pareco.checkpoint import CHECKPOINT, DAMAGED, PREVIOUS, TEMPORARY, has_checkpoint
+from pareco.errors import ParecoError
 
 LOCK = ".lock"
 #: Files and folders a training run writes into its directory (``front``/``export`` add the rest).
@@ -33,7 +35,7 @@ RUN_FILES = (
     TEMPORARY,
     DAMAGED,
     "history.jsonl",
-    "history.jsonl.tmp",
+    "history.jsonl.tmp",  # staging name of runs written before pareco.atomic
     "metrics.jsonl",
     "eval.json",
     "tb",
@@ -43,7 +45,7 @@ RESULT_FILES = ("front.json", "front.csv", "front.png", "widths.png", "export", 
 REPLACED = "replaced-"
 
 
-class RunDirError(RuntimeError):
+class RunDirError(ParecoError, RuntimeError):
     """A run directory that cannot be written as asked, with what to do."""
 
 
@@ -228,9 +230,7 @@ def truncate_metrics(run_dir: str | Path, step: int) -> int:
         else:
             kept.append(line)
     if dropped:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
     return dropped
 
 

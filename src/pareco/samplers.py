@@ -10,18 +10,21 @@ exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
 
 from pareco.search.targets import REFERENCE_HIGH_LOSS, chance_loss
 from pareco.space import WidthSpace
+
+if TYPE_CHECKING:
+    from pareco.config import TrainConfig
+    from pareco.search import SearchConfig
 
 # Scores widths with the current weights: ``n x dim`` → ``n`` losses on the calibration batch.
 Scorer = Callable[[Tensor], Tensor]
@@ -76,8 +79,10 @@ class ParecoSampler:
     """PareCO: every ``tau`` steps, re-score the history with the current weights, refit the GP
     and propose M new widths; they are trained until the next round.
 
-    Every proposal is appended to ``history_path`` (one JSON line each) when it is made; the
-    losses of the whole history are rewritten there at the end of training by :meth:`flush`.
+    ``search`` holds the search's settings (:func:`search_config` maps a run's configuration to
+    them; :func:`make_sampler` takes them as keywords). Every proposal is appended to
+    ``history_path`` (one JSON line each) when it is made; the losses of the whole history are
+    rewritten there at the end of training by :meth:`flush`.
     """
 
     name = "pareco"
@@ -87,32 +92,15 @@ class ParecoSampler:
         space: WidthSpace,
         cost_ratio: Callable[[Tensor], Tensor],
         *,
-        num: int,
         tau: int,
-        seed: int,
-        warmup: int = 20,
-        beta: float = 0.1,
-        target: str = "pareto",
-        loss_bound: str = "upper",
-        high_loss: float | None = REFERENCE_HIGH_LOSS,
-        smallest_in_front: bool = True,
+        search: SearchConfig,
         history_path: str | Path | None = None,
     ) -> None:
-        from pareco.search import ParecoSearch, SearchConfig
+        from pareco.search import ParecoSearch
 
-        config = SearchConfig(
-            dim=space.dim,
-            alpha_min=space.min_multiplier,
-            proposals_per_round=num,
-            warmup=warmup,
-            beta=beta,
-            loss_bound=loss_bound,  # type: ignore[arg-type]
-            high_loss=high_loss,
-            smallest_in_front=smallest_in_front,
-            target_mode=target,
-            seed=seed,
-        )
-        self.search = ParecoSearch(cost_ratio, config, channels=space.channels)
+        if search.dim != space.dim:
+            raise ValueError(f"search settings have dim {search.dim}, the space {space.dim}")
+        self.search = ParecoSearch(cost_ratio, search, channels=space.channels)
         self.tau = tau
         self.history_path = Path(history_path) if history_path else None
         self.current: list[Tensor] = []
@@ -141,19 +129,12 @@ class ParecoSampler:
         self.current = [torch.as_tensor(r.alpha, dtype=torch.float64) for r in records]
         self.rounds += 1
         if self.history_path is not None:
-            with open(self.history_path, "a") as f:
-                for r in records:
-                    f.write(r.to_json() + "\n")
+            self.search.history.append_jsonl(self.history_path, records)
 
     def flush(self) -> None:
         """Rewrite ``history.jsonl`` with every proposal and its losses over time."""
-        if self.history_path is None:
-            return
-        tmp = self.history_path.with_suffix(".jsonl.tmp")
-        with open(tmp, "w") as f:
-            for r in self.search.history.records():
-                f.write(r.to_json() + "\n")
-        tmp.replace(self.history_path)
+        if self.history_path is not None:
+            self.search.history.to_jsonl(self.history_path)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -225,6 +206,48 @@ def default_search_candidates(
     return int(max(num_proposals, min(1000, matched)))
 
 
+def search_config(
+    config: TrainConfig, space: WidthSpace, *, warmup: int, num_classes: int | None
+) -> SearchConfig:
+    """The search settings of a run: PareCO's sampler and TwoStage's stage two both take these.
+
+    ``warmup`` is the run's number of uniform warm-up proposals (``config.warmup_proposals`` or
+    its default for the run's budget); ``num_classes`` is what ``high_loss: chance`` needs
+    (:func:`high_loss_value`).
+    """
+    from pareco.search import SearchConfig
+
+    return SearchConfig(
+        dim=space.dim,
+        alpha_min=space.min_multiplier,
+        proposals_per_round=config.num_sampled,
+        warmup=warmup,
+        beta=config.beta,
+        loss_bound=config.loss_bound,  # type: ignore[arg-type]
+        high_loss=high_loss_value(config.high_loss, num_classes),
+        smallest_in_front=config.smallest_in_front,
+        target_mode=config.target,  # type: ignore[arg-type]
+        seed=config.seed,
+    )
+
+
+def run_sampler(
+    config: TrainConfig,
+    space: WidthSpace,
+    *,
+    cost_ratio: Callable[[Tensor], Tensor],
+    tau: int,
+    warmup: int,
+    num_classes: int | None,
+    history_path: str | Path | None = None,
+) -> Sampler:
+    """The sampler of a run configured by ``config`` (what :class:`pareco.trainer.Trainer` uses)."""
+    if config.method == "pareco":
+        search = search_config(config, space, warmup=warmup, num_classes=num_classes)
+        return ParecoSampler(space, cost_ratio, tau=tau, search=search, history_path=history_path)
+    return make_sampler(config.method, space, num=config.num_sampled, seed=config.seed)
+
+
 def make_sampler(
     method: str,
     space: WidthSpace,
@@ -241,22 +264,25 @@ def make_sampler(
     smallest_in_front: bool = True,
     history_path: str | Path | None = None,
 ) -> Sampler:
+    """A width sampler for a loop of your own: ``slim``, ``twostage`` (layer-wise) or ``pareco``.
+
+    ``num`` is M, the widths per step besides the largest and the smallest; the keywords after
+    ``tau`` are the search's settings (:class:`pareco.search.SearchConfig`), for ``pareco`` only.
+    """
     if method == "slim":
         return SlimSampler(space, num, seed)
     if method == "twostage":
         return LayerwiseSampler(space, num, seed)
     if method == "pareco":
+        from pareco.search import SearchConfig
+
         if cost_ratio is None:
             raise ValueError("the pareco sampler needs the exact cost_ratio function")
-        return ParecoSampler(
-            space, cost_ratio, num=num, tau=tau, seed=seed, warmup=warmup, beta=beta,
-            target=target, loss_bound=loss_bound, high_loss=high_loss,
-            smallest_in_front=smallest_in_front, history_path=history_path,
+        search = SearchConfig(
+            dim=space.dim, alpha_min=space.min_multiplier, proposals_per_round=num,
+            warmup=warmup, beta=beta, loss_bound=loss_bound,  # type: ignore[arg-type]
+            high_loss=high_loss, smallest_in_front=smallest_in_front,
+            target_mode=target, seed=seed,  # type: ignore[arg-type]
         )  # fmt: skip
+        return ParecoSampler(space, cost_ratio, tau=tau, search=search, history_path=history_path)
     raise ValueError(f"unknown method {method!r}; choose slim, twostage or pareco")
-
-
-def read_history(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``history.jsonl`` file."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]

@@ -22,31 +22,28 @@ import torch
 from torch import Tensor, nn
 
 from pareco import distributed, rundir
+from pareco.atomic import write_text_atomic
 from pareco.build import build_data, build_net
 from pareco.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pareco.config import TrainConfig, write_config
+from pareco.data.source import TEST_IS_VAL_NOTE, DataSource
+from pareco.errors import RunError, first_line
 from pareco.evaluate import evaluate, score_widths
 from pareco.metrics import MetricsWriter
-from pareco.recalibrate import recalibration_batches
 from pareco.samplers import (
     ParecoSampler,
     Sampler,
     default_num_proposals,
     default_warmup,
-    high_loss_value,
-    make_sampler,
+    run_sampler,
 )
 from pareco.sandwich import label_loss, loss_names, sandwich_backward
 from pareco.schedule import sgd, warmup_decay
 from pareco.slim import SlimmableNet
 
 
-class RunError(RuntimeError):
-    """A run that cannot start or go on, with what to do: printed as one line."""
-
-
 class NonFiniteLoss(RunError):
-    pass
+    """The training loss became NaN or infinite (the message says where to resume from)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,7 +96,7 @@ class Trainer:
         resume: bool = False,
         restart: bool = False,
         progress: bool = True,
-        data: Any = None,
+        data: DataSource | None = None,
         net: SlimmableNet | None = None,
         optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
         scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
@@ -119,7 +116,7 @@ class Trainer:
     def _setup(
         self,
         resume: bool,
-        data: Any,
+        data: DataSource | None,
         net: SlimmableNet | None,
         optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None,
         scheduler: Callable[[torch.optim.Optimizer], Any] | None,
@@ -135,7 +132,7 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         _seed_everything(config.seed)
 
-        self.data = data if data is not None else build_data(config)
+        self.data: DataSource = data if data is not None else build_data(config)
         self.net = (net if net is not None else build_net(config, self.data)).to(self.device)
         torch.manual_seed(config.seed + self.rank)  # same initial weights, per-rank dropout
         self.cuda = self.device.type == "cuda"
@@ -150,11 +147,11 @@ class Trainer:
                 f"--batch-size {config.batch_size} (the global batch) must divide by the "
                 f"{self.world} processes"
             )
-        train = getattr(self.data, "train", None)  # a user's loaders (pareco.fit) have no split
-        if train is not None and config.batch_size > len(train):
+        n_train = self.data.split_sizes()["train"]
+        if config.batch_size > n_train:
             raise RunError(
-                f"--batch-size {config.batch_size} is larger than the {len(train)} "
-                "training images: choose a smaller batch"
+                f"--batch-size {config.batch_size} is larger than the {n_train} "
+                "training samples: choose a smaller batch"
             )
         shard = (self.rank, self.world) if self.dist.enabled else None
         self.loader = self.data.train_loader(
@@ -182,20 +179,13 @@ class Trainer:
         self.tau = config.tau or max(
             1, round(self.total_steps * config.num_sampled / max(1, self.num_proposals))
         )
-        classes = getattr(self.data, "num_classes", None)
-        self.sampler: Sampler = make_sampler(
-            config.method,
+        self.sampler: Sampler = run_sampler(
+            config,
             self.net.space,
-            num=config.num_sampled,
-            seed=config.seed,
             cost_ratio=lambda a: self.net.cost_ratio(a, config.cost),
             tau=self.tau,
             warmup=self.warmup_proposals,
-            beta=config.beta,
-            target=config.target,
-            loss_bound=config.loss_bound,
-            high_loss=high_loss_value(config.high_loss, classes),
-            smallest_in_front=config.smallest_in_front,
+            num_classes=self.data.num_classes,
             history_path=self.run_dir / "history.jsonl" if self.is_main else None,
         )
         self.model: nn.Module = self.net
@@ -255,8 +245,8 @@ class Trainer:
     def _fixed_batches(self) -> Batches:
         x, y = self.data.full_batch("calib", self.device)
         cfg = self.config
-        recal = recalibration_batches(
-            self.data, cfg.recal_batches, cfg.batch_size, cfg.seed, self.device
+        recal = self.data.recalibration_batches(
+            cfg.recal_batches, cfg.batch_size, cfg.seed, self.device
         )
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -437,12 +427,15 @@ class Trainer:
                 "mflops": self.net.cost(alpha, "flops").item() / 1e6,
                 "test_accuracy": result.accuracy,
             })  # fmt: skip
-        summary = {"uniform": rows, "train_seconds": self.train_seconds, "steps": self.step}
+        summary = {"uniform": rows, "train_seconds": self.train_seconds, "steps": self.step,
+                   "report": "validation" if self.data.test_is_val else "test"}  # fmt: skip
         if isinstance(self.sampler, ParecoSampler):
             summary["search_seconds"] = dict(self.sampler.timings)
         if self.is_main:
-            (self.run_dir / "eval.json").write_text(json.dumps(summary, indent=1) + "\n")
+            write_text_atomic(self.run_dir / "eval.json", json.dumps(summary, indent=1) + "\n")
             print(format_uniform_table(rows))
+            if self.data.test_is_val:
+                print(f"note: {TEST_IS_VAL_NOTE}")
         return summary
 
     # --- checkpoints --------------------------------------------------------------------------
@@ -500,11 +493,11 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError) as err:
             raise RunError(
                 f"the checkpoint in {self.run_dir} does not fit this configuration "
-                f"({str(err).splitlines()[0]})"
+                f"({first_line(err)})"
             ) from None
         self.step = int(state["step"])
         self.finished = bool(state["finished"])
-        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.train_seconds = float(state["train_seconds"])
         if self.is_main:
             _set_rng_state(state["rng"])
         return self._change_lr(self.config.learning_rate)

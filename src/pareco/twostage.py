@@ -15,14 +15,15 @@ from typing import Any
 
 import torch
 
+from pareco.errors import RunError
 from pareco.evaluate import score_widths
+from pareco.run import load_run
 from pareco.samplers import (
     default_num_proposals,
     default_search_candidates,
     default_warmup,
-    high_loss_value,
+    search_config,
 )
-from pareco.train import RunError, load_run
 
 
 def run_search(
@@ -43,7 +44,7 @@ def run_search(
     Returns:
         A summary: number of candidates, seconds spent scoring and in the GP.
     """
-    from pareco.search import ParecoSearch, SearchConfig
+    from pareco.search import ParecoSearch
 
     run = load_run(run_dir, device)
     cfg = run.config
@@ -59,35 +60,22 @@ def run_search(
     proposals = cfg.num_proposals or default_num_proposals(steps)
     budget = candidates or cfg.search_candidates
     budget = budget or default_search_candidates(
-        proposals, cfg.num_sampled or 2, cfg.calib_images, cfg.batch_size
+        proposals, cfg.num_sampled, cfg.calib_images, cfg.batch_size
     )
-    g = torch.Generator().manual_seed(cfg.seed + 2)
-    train = run.data.train
-    idx = torch.randperm(len(train), generator=g)[: 2 * cfg.batch_size]
-    x = run.data.normalize(train.x[idx].to(device))
-    batches = list(zip(x.split(cfg.batch_size), train.y[idx].to(device).split(cfg.batch_size)))
-    classes = getattr(run.data, "num_classes", None)
+    batches = run.data.scoring_batches(2, cfg.batch_size, cfg.seed + 2, device)
     search = ParecoSearch(
         lambda a: run.net.cost_ratio(a, cfg.cost),
-        SearchConfig(
-            dim=run.net.space.dim,
-            alpha_min=run.net.space.min_multiplier,
-            proposals_per_round=cfg.num_sampled or 2,
+        search_config(
+            cfg,
+            run.net.space,
             warmup=cfg.warmup_proposals or default_warmup(proposals),
-            beta=cfg.beta,
-            loss_bound=cfg.loss_bound,  # type: ignore[arg-type]
-            high_loss=high_loss_value(cfg.high_loss, classes),
-            smallest_in_front=cfg.smallest_in_front,
-            target_mode=cfg.target,
-            seed=cfg.seed,
+            num_classes=run.data.num_classes,
         ),
         channels=run.net.space.channels,  # no channel vector is scored twice on frozen weights
     )
     # The weights are frozen: the smallest network is scored once, on the same batches.
     smallest = search.smallest.unsqueeze(0)
     search.update_smallest_loss(float(score_widths(run.net, smallest, batches)[0]))
-    history_path = Path(run_dir) / "history.jsonl"
-    tmp = history_path.with_suffix(".jsonl.tmp")
     bar = None
     if progress:
         from tqdm import tqdm
@@ -106,10 +94,7 @@ def run_search(
             bar.update(len(records))
     if bar is not None:
         bar.close()
-    with open(tmp, "w") as f:
-        for record in search.history.records():
-            f.write(record.to_json() + "\n")
-    tmp.replace(history_path)
+    search.history.to_jsonl(Path(run_dir) / "history.jsonl")
     return {
         "candidates": len(search.history),
         "score_images": len(search.history) * sum(len(y) for _, y in batches),

@@ -9,10 +9,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pareco.errors import ParecoError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-class DatasetError(Exception):
+class DatasetError(ParecoError):
     """Data missing or malformed; the message is one line saying what to do about it."""
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pareco.data.base import EpochPosition, derive_seed, one_cpu_thread
+from pareco.data.source import SPLITS
 
 
 def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
@@ -28,14 +29,18 @@ def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | 
     return x.to(torch.float32).div_(255.0).sub_(mean_t).div_(std_t)
 
 
-SPLITS = ("train", "val", "calib", "test")
-
-
 class NamedSplits:
-    """``split(name)``, split sizes and ``normalize`` for data with the four splits and mean/std."""
+    """The :class:`pareco.data.DataSource` members that follow from four splits with ``x``
+    (indexable by an index tensor, uint8 ``n x C x H x W``) and ``y``, plus ``mean``/``std``:
+    shared by images in memory and streamed folders."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+    @property
+    def test_is_val(self) -> bool:
+        """Never: the test split is the dataset's own test set."""
+        return False
 
     def split(self, name: str) -> Any:
         """The split called ``name`` (``train``, ``val``, ``calib`` or ``test``)."""
@@ -50,6 +55,32 @@ class NamedSplits:
     def normalize(self, x: Tensor) -> Tensor:
         """``B x C x H x W`` uint8 → float32 normalized with this data's mean and std."""
         return normalize(x, self.mean, self.std)
+
+    def recalibration_batches(
+        self, n_batches: int, batch_size: int, seed: int, device: torch.device | str = "cpu"
+    ) -> list[Tensor]:
+        """``n_batches`` fixed training inputs (a seeded choice, no augmentation), normalized."""
+        x, _ = self._seeded_train_rows(n_batches * batch_size, seed + 1, device)
+        return list(x.split(batch_size))
+
+    def scoring_batches(
+        self, n_batches: int, batch_size: int, seed: int, device: torch.device | str = "cpu"
+    ) -> list[tuple[Tensor, Tensor]]:
+        """``n_batches`` fixed labelled training batches (a seeded choice, no augmentation)."""
+        x, y = self._seeded_train_rows(n_batches * batch_size, seed, device)
+        return list(zip(x.split(batch_size), y.split(batch_size)))
+
+    def example_input(self, device: torch.device | str = "cpu") -> Tensor:
+        """The first test image, normalized: ``1 x C x H x W`` float32."""
+        return self.normalize(self.split("test").x[:1].to(device))
+
+    def _seeded_train_rows(
+        self, n: int, seed: int, device: torch.device | str
+    ) -> tuple[Tensor, Tensor]:
+        train = self.split("train")
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(train), generator=g)[: min(len(train), n)]
+        return self.normalize(train.x[idx].to(device)), train.y[idx].to(device)
 
 
 @dataclass(frozen=True)

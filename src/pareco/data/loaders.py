@@ -237,16 +237,43 @@ class LoaderData:
     def recalibration_batches(
         self, n_batches: int, batch_size: int, seed: int, device: torch.device | str = "cpu"
     ) -> list[Tensor]:
-        """The inputs of the first ``n_batches`` training batches of a seeded pass."""
+        """The inputs of the first ``n_batches`` training batches of a seeded pass (the
+        loader's own batch size)."""
+        return [x for x, _ in self._seeded_pass(n_batches, seed + 1, device)]
+
+    def scoring_batches(
+        self, n_batches: int, batch_size: int, seed: int, device: torch.device | str = "cpu"
+    ) -> list[tuple[Tensor, Tensor]]:
+        """The first ``n_batches`` training batches of a pass seeded by ``seed`` (the loader's
+        own batch size and transforms)."""
+        return self._seeded_pass(n_batches, seed, device)
+
+    def _seeded_pass(
+        self, n_batches: int, seed: int, device: torch.device | str
+    ) -> list[tuple[Tensor, Tensor]]:
         loader = ResumableLoader(
-            self.train_source, seed=seed + 1, device=device, steps_per_epoch=self.steps_per_epoch
+            self.train_source, seed=seed, device=device, steps_per_epoch=self.steps_per_epoch
         )
-        out = []
-        for x, _ in loader:
-            out.append(x)
+        out: list[tuple[Tensor, Tensor]] = []
+        for x, y in loader:
+            out.append((x, y))
             if len(out) == n_batches:
                 break
         return out
+
+    def example_input(self, device: torch.device | str = "cpu") -> Tensor:
+        """The first validation input, ``1 x ...``."""
+        return self.normalize(self.val.x[:1]).to(device)
+
+    def split_sizes(self) -> dict[str, int]:
+        """Samples per split (train: the dataset's length, else batches x batch size)."""
+        dataset = getattr(self.train_source, "dataset", None)
+        if hasattr(dataset, "__len__"):
+            train = len(dataset)
+        else:
+            train = len(self.train_loader()) * self.batch_size
+        return {"train": train, "val": len(self.val), "calib": len(self.calib),
+                "test": len(self.test)}  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "input_shape": list(self.input_shape)}

@@ -30,10 +30,10 @@ from pareco.search.optimize import (
 from pareco.search.pareto import (
     ParetoFront,
     error_cost_auc,
-    selected_error_auc,
     hypervolume_2d,
     non_dominated,
     pareto_front,
+    selected_error_auc,
 )
 from pareco.search.propose import BisectionResult, bisect_lambda
 from pareco.search.scalarize import (

@@ -16,7 +16,15 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["History", "ProposalRecord", "ScoredHistory"]
+from pareco.atomic import write_text_atomic
+from pareco.errors import ParecoError
+
+__all__ = ["History", "HistoryFileError", "ProposalRecord", "ScoredHistory"]
+
+
+class HistoryFileError(ParecoError, ValueError):
+    """A `history.jsonl` with a line that is not a proposal record (the message names it)."""
+
 
 #: How a proposal was made: a warm-up uniform network, the full network, a GP-driven proposal,
 #: or a random per-group vector (fallback when the GP has too little data).
@@ -284,10 +292,39 @@ class History:
         self._loss_history = [[(int(s), float(v)) for s, v in h] for h in state["loss_history"]]
 
     def to_jsonl(self, path: str | Path) -> None:
-        """Write every record as one JSON line (the run directory's `history.jsonl`)."""
-        with open(path, "w", encoding="utf-8") as f:
-            for rec in self.records():
+        """Write every record as one JSON line (the run directory's `history.jsonl`), atomically:
+        a reader sees the old file or the new one, never a part."""
+        write_text_atomic(path, "".join(rec.to_json() + "\n" for rec in self.records()))
+
+    @staticmethod
+    def append_jsonl(path: str | Path, records: Sequence[ProposalRecord]) -> None:
+        """Append `records` to a `history.jsonl` as they are proposed (`to_jsonl` rewrites it)."""
+        with open(path, "a", encoding="utf-8") as f:
+            for rec in records:
                 f.write(rec.to_json() + "\n")
+
+    @staticmethod
+    def read_records(path: str | Path) -> list[dict[str, Any]]:
+        """The records of a `history.jsonl` as dicts, in file order.
+
+        Raises:
+            HistoryFileError: a line that is not JSON or not a record (names the line).
+        """
+        records = []
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise HistoryFileError(f"{path} line {n} is damaged ({err})") from None
+                if not isinstance(record, dict) or not {"alpha", "cost"} <= record.keys():
+                    raise HistoryFileError(
+                        f"{path} line {n} is not a history record (alpha, cost, loss)"
+                    )
+                records.append(record)
+        return records
 
     @classmethod
     def from_records(cls, records: Sequence[ProposalRecord], dim: int | None = None) -> History:
@@ -316,7 +353,6 @@ class History:
 
     @classmethod
     def from_jsonl(cls, path: str | Path, dim: int | None = None) -> History:
-        """Read a history written by `to_jsonl`."""
-        with open(path, encoding="utf-8") as f:
-            records = [ProposalRecord.from_json(line) for line in f if line.strip()]
+        """Read a history written by `to_jsonl` (or appended to by `append_jsonl`)."""
+        records = [ProposalRecord.from_json(json.dumps(d)) for d in cls.read_records(path)]
         return cls.from_records(records, dim)

@@ -1,0 +1,37 @@
+"""``pareco.rundir``: which files are a run's own (staging files of atomic writes included), and
+the metrics cut back to a checkpoint."""
+
+import json
+
+import pytest
+
+from pareco.atomic import temporary_name
+from pareco.rundir import RunDirError, prepare, truncate_metrics
+
+
+def test_a_crash_leftover_of_an_atomic_write_counts_as_the_runs_own(tmp_path):
+    """A folder holding only an attempt that never checkpointed (config.json and the staging file
+    of an interrupted write) is set aside for a new run, not refused as foreign."""
+    (tmp_path / "config.json").write_text("{}")
+    temporary_name(tmp_path / "history.jsonl").write_text("half")
+    message = prepare(tmp_path, resume=False)
+    assert message is not None and "replaced-1" in message
+    assert sorted(p.name for p in (tmp_path / "replaced-1").iterdir()) == [
+        temporary_name(tmp_path / "history.jsonl").name, "config.json",
+    ]  # fmt: skip
+
+
+def test_a_folder_of_other_files_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError):
+        prepare(tmp_path, resume=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_metrics_after_the_checkpoint_step_are_dropped(tmp_path):
+    lines = [json.dumps({"step": s, "loss": 1.0 / s}) for s in (2, 4, 6)] + ['{"step": 8, "lo']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert truncate_metrics(tmp_path, 4) == 2  # step 6 and the line cut short by a kill
+    kept = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in kept] == [2, 4]
+    assert truncate_metrics(tmp_path, 4) == 0
