@@ -17,8 +17,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pareco.cost_metrics import names as _metric_names
+
 METHODS = ("slim", "twostage", "pareco")
-COSTS = ("flops", "memory")
+#: The search objectives (``cost:``), from the metric registry (``pareco.cost_metrics``).
+COSTS = _metric_names("objective")
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "synthetic", "loaders")
 
 
@@ -49,6 +52,8 @@ class TrainConfig:
     # method
     method: str = "pareco"
     cost: str = "flops"
+    # measured per-layer latency table (pareco latency-table); needed by cost: latency
+    latency_table: str | None = None
     num_sampled: int = 2  # M: widths trained per step besides the largest and the smallest
     min_multiplier: float = 0.42
     round_to: int = 1
@@ -108,6 +113,11 @@ class TrainConfig:
             f"method must be one of {', '.join(METHODS)}, got {self.method!r}",
         )
         need(self.cost in COSTS, f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+        need(
+            self.cost != "latency" or bool(self.latency_table),
+            "cost latency needs latency_table: PATH, a table measured on the target device "
+            "(pareco latency-table --model MODEL --out PATH)",
+        )
         need(self.data in DATASETS, f"data must be one of {', '.join(DATASETS)}, got {self.data!r}")
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -230,6 +240,7 @@ HELP: dict[str, str] = {
     "method": "pareco (per-group widths searched while training), slim (uniform widths) or "
     "twostage (random per-group widths, searched after training)",
     "cost": "cost objective of the search",
+    "latency_table": "latency table (pareco latency-table) for cost latency; copied into the run",
     "num_sampled": "M: widths trained per step besides the largest and the smallest",
     "min_multiplier": "smallest width multiplier of every channel group",
     "round_to": "round channel counts to a multiple of this",

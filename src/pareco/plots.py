@@ -20,6 +20,7 @@ COST_LABELS = {
     "macs": "MACs ratio",
     "memory": "peak activation memory ratio",
     "params": "parameter ratio",
+    "latency": "predicted latency ratio",
 }
 
 

@@ -25,6 +25,7 @@ from pareco import distributed, rundir
 from pareco.build import build_data, build_net
 from pareco.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pareco.config import TrainConfig, write_config
+from pareco.cost_metrics import RUN_TABLE, run_pricer
 from pareco.evaluate import evaluate, score_widths
 from pareco.metrics import MetricsWriter
 from pareco.recalibrate import recalibration_batches
@@ -183,12 +184,14 @@ class Trainer:
             1, round(self.total_steps * config.num_sampled / max(1, self.num_proposals))
         )
         classes = getattr(self.data, "num_classes", None)
+        # a resumed run prices with the table it started with (its copy in the run directory)
+        self.pricer = run_pricer(self.net, self.run_dir if resume else None, config.latency_table)
         self.sampler: Sampler = make_sampler(
             config.method,
             self.net.space,
             num=config.num_sampled,
             seed=config.seed,
-            cost_ratio=lambda a: self.net.cost_ratio(a, config.cost),
+            cost_ratio=self.pricer.ratio_fn(config.cost),
             tau=self.tau,
             warmup=self.warmup_proposals,
             beta=config.beta,
@@ -221,6 +224,8 @@ class Trainer:
         elif self.is_main:
             write_config(config, self.run_dir / "config.json")
             (self.run_dir / "history.jsonl").unlink(missing_ok=True)
+            if self.pricer.latency is not None:
+                self.pricer.latency.table.save(self.run_dir / RUN_TABLE)
         self.metrics = MetricsWriter(
             self.run_dir, enabled=self.is_main, purge_step=self.step + 1 if resume else None
         )

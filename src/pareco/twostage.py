@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from pareco.cost_metrics import run_pricer
 from pareco.evaluate import score_widths
 from pareco.samplers import default_num_proposals, default_search_candidates, default_warmup
 from pareco.search.targets import chance_loss
@@ -64,7 +65,7 @@ def run_search(
     batches = list(zip(x.split(cfg.batch_size), train.y[idx].to(device).split(cfg.batch_size)))
     classes = getattr(run.data, "num_classes", None)
     search = ParecoSearch(
-        lambda a: run.net.cost_ratio(a, cfg.cost),
+        run_pricer(run.net, run.run_dir, cfg.latency_table).ratio_fn(cfg.cost),
         SearchConfig(
             dim=run.net.space.dim,
             alpha_min=run.net.space.min_multiplier,
