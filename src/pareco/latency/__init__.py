@@ -23,6 +23,7 @@ from pareco.latency.runtime import (
     TorchRuntime,
     make_runtime,
     median_ms,
+    register_runtime,
 )
 from pareco.latency.table import (
     LatencyError,
@@ -60,5 +61,6 @@ __all__ = [
     "median_ms",
     "producible_channels",
     "producible_sizes",
+    "register_runtime",
     "suggest_round_to",
 ]

@@ -68,7 +68,7 @@ class LayerCall:
         }
 
 
-def _record(module: nn.Module, x: Tensor, y: Tensor) -> tuple[dict, dict] | None:
+def record_call(module: nn.Module, x: Tensor, y: Tensor) -> tuple[dict, dict] | None:
     """``(spec, sizes)`` of one call, or None for a layer no table measures."""
     if isinstance(module, nn.Conv2d) and x.ndim == 4:
         w = module.weight  # the active slice inside net(...)
@@ -132,7 +132,7 @@ def _calls(net: SlimmableNet, alpha: Tensor) -> list[tuple[str, dict, dict]]:
             x = next((a for a in args if isinstance(a, Tensor)), None)
             if x is None or not isinstance(out, Tensor):
                 return
-            rec = _record(module, x, out)
+            rec = record_call(module, x, out)
             if rec is not None:
                 k = counts.get(name, 0)
                 counts[name] = k + 1

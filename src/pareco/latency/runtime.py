@@ -236,6 +236,16 @@ class OnnxRuntime:
         return self._time(model, example)
 
 
+#: Runtimes besides ``torch`` and ``onnxruntime``: name → ``factory(**make_runtime's keywords)``.
+_EXTRA: dict[str, Callable[..., Runtime]] = {}
+
+
+def register_runtime(name: str, factory: Callable[..., Runtime]) -> None:
+    """Let tables name another runtime (``make_runtime(name, ...)`` calls ``factory`` with the
+    keywords ``device, threads, warmup, repeats, clock``): a device's own runtime, or a fake."""
+    _EXTRA[name] = factory
+
+
 #: ``wall``: elapsed time (what a user feels on a quiet device); ``cpu``: the calling thread's CPU
 #: time, which leaves out the time the OS gives other processes (a shared machine; one thread).
 CLOCKS: dict[str, Clock] = {"wall": time.perf_counter, "cpu": time.thread_time}
@@ -258,6 +268,9 @@ def make_runtime(
     Raises:
         ValueError: an unknown runtime or clock, or a CPU clock with several threads or CUDA.
     """
+    if name in _EXTRA:
+        return _EXTRA[name](device=device, threads=threads, warmup=warmup, repeats=repeats,
+                            clock=clock)  # fmt: skip
     clock_name = clock if isinstance(clock, str) else "custom"
     if isinstance(clock, str):
         if clock not in CLOCKS:
