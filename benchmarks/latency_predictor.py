@@ -1,12 +1,13 @@
 """How well a latency table predicts measured end-to-end latency, beside a FLOPs-only line.
 
     taskset -c 1 python benchmarks/latency_predictor.py [--subnets 50] [--clock cpu]
+        [--sampling spread|iid] [--out FILE.json]
 
 For each model (resnet20 and mobilenetv2 with the CIFAR stem at 3x32x32, timm's lcnet_050 at
 3x64x64) and runtime (torch eager CPU, onnxruntime CPU; one thread, batch 1): build the table
 (``pareco.latency.build_table``, its end-to-end correction fitted on 8 sub-networks), then measure
-``--subnets`` other random sub-networks (exported plain models), half before and half after the
-table is built, so that a drifting machine load reaches both. Reported: Spearman rank correlation
+``--subnets`` other random sub-networks (``--sampling``; exported plain models), half before and
+half after the table is built, so that a drifting machine load reaches both. Reported: Spearman rank correlation
 and median absolute relative error of the predicted latency, and of a least-squares line of
 latency on FLOPs fitted on the same 8 sub-networks as the correction. ``/proc/loadavg`` is read at
 the start and the end of each row.
@@ -51,6 +52,19 @@ def loadavg() -> list[float]:
     return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
 
 
+def sample(space, n: int, how: str, gen: torch.Generator) -> torch.Tensor:
+    """``n x dim`` random widths. ``iid``: every group uniform in [min, 1] (sums of many groups
+    then cluster near the middle of the cost range); ``spread``: a level t uniform in [min, 1] per
+    sub-network, each group uniform within ±0.2 of it, so the set spans the cost range a front does.
+    """
+    if how == "iid":
+        return space.sample(n, generator=gen)
+    lo = space.min_multiplier
+    t = lo + (1 - lo) * torch.rand(n, 1, generator=gen, dtype=torch.float64)
+    a = t + 0.4 * (torch.rand(n, space.dim, generator=gen, dtype=torch.float64) - 0.5)
+    return a.clamp(lo, 1.0)
+
+
 def mdape(pred: torch.Tensor, meas: torch.Tensor) -> float:
     return float(((pred - meas).abs() / meas).median())
 
@@ -63,6 +77,7 @@ def main() -> None:
     parser.add_argument("--clock", default="cpu", help="cpu (thread CPU time) or wall")
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnxruntime"])
     parser.add_argument("--models", nargs="+", help="only these (names as printed)")
+    parser.add_argument("--sampling", default="spread", help="spread or iid (see sample())")
     parser.add_argument("--out", help="write the rows as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -79,7 +94,7 @@ def main() -> None:
         net = pareco.slim(make(), torch.zeros(1, *size), ignored=ignored)
         example = example_tensor(net)
         gen = torch.Generator().manual_seed(1234)
-        test_alphas = net.space.sample(args.subnets, generator=gen)
+        test_alphas = sample(net.space, args.subnets, args.sampling, gen)
         for rt_name in args.runtimes:
             load0 = loadavg()
             rt = make_runtime(rt_name, threads=1, repeats=args.repeats, clock=args.clock)
@@ -104,6 +119,7 @@ def main() -> None:
                 "model": name,
                 "runtime": rt_name,
                 "clock": args.clock,
+                "sampling": args.sampling,
                 "subnets": args.subnets,
                 "spearman_table": float(spearmanr(pred, meas).statistic),
                 "mdape_table": mdape(pred, meas),

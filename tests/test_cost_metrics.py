@@ -83,3 +83,34 @@ def test_pricer_prices_exact_metrics_as_the_net_and_needs_a_table_for_latency():
     assert pricer.available() == ("macs", "flops", "memory", "params")
     with pytest.raises(UnknownMetric, match="needs a latency table"):
         pricer.ratio_fn("latency")
+
+
+def _timed_front(ratios, val, run):
+    points = [
+        {"id": i, "flops_ratio": c, "memory_ratio": c, "params_ratio": c, "latency_ratio": c,
+         "latency": 4.0 * c, "val_accuracy": v, "test_accuracy": v, "alpha": [c],
+         "channels": [round(10 * c)], "source": "history"}
+        for i, (c, v) in enumerate(zip(ratios, val))
+    ]  # fmt: skip
+    ids = list(range(len(points)))
+    return {"run": run, "method": "pareco", "cost": "latency", "model": "smallnet",
+            "model_kwargs": {}, "data": "synthetic", "input_shape": [1, 12, 12],
+            "points": points, "full_network": {"latency": 4.0},
+            "fronts": {"flops": ids, "memory": ids, "params": ids, "latency": ids},
+            "groups": [{"name": "g0", "size": 10}]}  # fmt: skip
+
+
+def test_pick_and_compare_accept_latency_where_fronts_have_it():
+    a = _timed_front([0.2, 0.5, 1.0], [0.5, 0.7, 0.9], "a")
+    b = _timed_front([0.4, 1.0], [0.6, 0.8], "b")
+    assert front.pick_for_budget(a, "latency", 0.6)["id"] == 1
+    result = front.compare_fronts([a, b], ["a", "b"], "latency")
+    assert result["cost"] == "latency" and result["cost_range"] == [0.4, 1.0]
+    assert "| a | pareco | latency | 3 |" in front.compare_markdown(result)
+    table = front.format_front_table({**a, "metrics": {"latency": {
+        "cost_range": [0.2, 1.0], "mean_test_error": 0.3, "hypervolume": 0.5,
+        "accuracy_at": []}}, "samples": {"val": 10, "test": 10}})  # fmt: skip
+    assert "latency" in table.splitlines()[0] and "2.000 ms" in table
+    plain = {**b, "fronts": {k: v for k, v in b["fronts"].items() if k != "latency"}}
+    with pytest.raises(front.FrontError, match="this front has no latency cost"):
+        front.compare_fronts([a, plain], ["a", "plain"], "latency")
