@@ -328,3 +328,24 @@ def test_pareco_run_with_latency_then_front_then_export_by_ms(tmp_path, capsys):
                            "out": str(tmp_path / "other")})  # fmt: skip
     with pytest.raises(LatencyError, match="built for another model"):
         pareco.train.Trainer(other, progress=False)
+
+
+def test_latency_table_command_then_a_run_refusing_it_for_another_model(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    args = ["latency-table", "--model", "smallnet", "--model-kwargs", "width=4", "--input-size",
+            "1x12x12", "--runtime", "fake", "--samples", "3", "--out", str(out)]  # fmt: skip
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert "end-to-end correction: measured = 2.0000 x table sum + 0.5000 ms" in text
+    assert f"wrote {out}" in text and load_table(out).model == "smallnet"
+    assert cli.main([*args[:-1], str(tmp_path / "u.json"), "--runtime", "tflite"]) == 2
+    assert "unknown runtime 'tflite'" in capsys.readouterr().err
+    # a run of another width refuses the table before training, in one line
+    train = ["train", "--model", "smallnet", "--model-kwargs", "width=6", "--data", "synthetic",
+             "--synthetic", "num_train=96", "num_test=32", "shape=[1,12,12]", "--val-size", "16",
+             "--batch-size", "16", "--epochs", "1", "--threads", "1", "--cost", "latency",
+             "--latency-table", str(out), "--out", str(tmp_path / "run"),
+             "--no-progress"]  # fmt: skip
+    assert cli.main(train) == 2
+    err = capsys.readouterr().err
+    assert "was built for another model or width space" in err and err.count("\n") == 1
