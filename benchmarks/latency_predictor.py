@@ -84,7 +84,7 @@ def main() -> None:
     rows = []
     header = (
         "| model | runtime | sub-networks | Spearman (table) | MdAPE (table) | Spearman (FLOPs) "
-        "| MdAPE (FLOPs) | full net ms | table s | load start → end |"
+        "| MdAPE (FLOPs) | measured ms: min–max | table s | load start → end |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
@@ -126,6 +126,9 @@ def main() -> None:
                 "spearman_flops": float(spearmanr(flops_pred, meas).statistic),
                 "mdape_flops": mdape(flops_pred, meas),
                 "full_ms": float(table.samples[1]["measured_ms"]),
+                "measured_ms": meas.tolist(),
+                "predicted_ms": pred.tolist(),
+                "flops_predicted_ms": flops_pred.tolist(),
                 "table_seconds": build_s,
                 "kinds": len(table.kinds),
                 "round_to": table.steps.get("suggested"),
@@ -137,7 +140,8 @@ def main() -> None:
             print(
                 f"| {name} | {rt_name} | {args.subnets} | {row['spearman_table']:.3f} | "
                 f"{100 * row['mdape_table']:.1f}% | {row['spearman_flops']:.3f} | "
-                f"{100 * row['mdape_flops']:.1f}% | {row['full_ms']:.3f} | {build_s:.0f} | "
+                f"{100 * row['mdape_flops']:.1f}% | {float(meas.min()):.3f}–{float(meas.max()):.3f} | "
+                f"{build_s:.0f} | "
                 f"{load0[0]:.2f} → {load1[0]:.2f} |",
                 flush=True,
             )

@@ -314,7 +314,8 @@ def test_pareco_run_with_latency_then_front_then_export_by_ms(tmp_path, capsys):
     lat = report["latency"]
     assert lat["predicted_ms"] <= budget and lat["within_budget"]
     assert lat["measured_ms"] == pytest.approx(lat["predicted_ms"], rel=1e-6)  # the fake is exact
-    assert "Latency on fake" in (export_dir / "report.md").read_text()
+    md = (export_dir / "report.md").read_text()
+    assert "Latency on fake" in md and f"latency ≤ {budget:g} ms (predicted)" in md
 
     smallest = float(model.predict_alpha(net.space.smallest()))
     assert cli.main(["export", str(run), "--budget-ms", f"{smallest / 2}", "--no-progress"]) == 2

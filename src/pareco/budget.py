@@ -256,6 +256,8 @@ def export_for_budget(
         report = export_report(front, point, cost, budget, checks, target, formats)
         if cost == "latency" and pricer.latency is not None:
             example = run.data.normalize(run.data.test.x[:1]).cpu()
+            if budget_ms is not None:
+                report["budget"]["ms"] = budget_ms
             report["latency"] = measure_latency(pricer.latency, sub.cpu(), example, point,
                                                 budget_ms)  # fmt: skip
         (stage / "report.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -50,7 +50,8 @@ def export_report_markdown(report: Mapping[str, Any]) -> str:
     """report.md: :func:`export_report` for people."""
     b, r = report["budget"], report["cost_ratios"]
     lines = [
-        f"# {report['model']} sub-network for {b['cost']} ≤ {b['ratio']:g}",
+        f"# {report['model']} sub-network for {b['cost']} ≤ "
+        + (f"{b['ms']:g} ms (predicted)" if b.get("ms") is not None else f"{b['ratio']:g}"),
         "",
         f"Run `{report['run']}` ({report['method']}), front point {report['point']}, "
         "chosen by validation accuracy.",
