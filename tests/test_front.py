@@ -186,7 +186,7 @@ def test_pick_for_budget_and_its_errors():
     assert front.pick_for_budget(f, "flops", 5)["id"] == 3
     with pytest.raises(FrontError, match=r"smallest available costs 0\.1420"):
         front.pick_for_budget(f, "flops", 0.1)
-    with pytest.raises(FrontError, match="this front has no latency cost .*; choose one of flops"):
+    with pytest.raises(FrontError, match=r"this front has no latency cost .*; choose one of flops"):
         front.pick_for_budget(f, "latency", 0.5)
     with pytest.raises(FrontError, match="positive cost ratio"):
         front.pick_for_budget(f, "flops", -1.0)
