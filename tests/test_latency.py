@@ -331,7 +331,6 @@ def test_pareco_run_with_latency_then_front_then_export_by_ms(tmp_path, capsys):
         pareco.train.Trainer(other, progress=False)
 
 
-@pytest.mark.slow
 def test_latency_table_command_then_a_run_refusing_it_for_another_model(tmp_path, capsys):
     out = tmp_path / "t.json"
     args = ["latency-table", "--model", "smallnet", "--model-kwargs", "width=4", "--input-size",
