@@ -235,7 +235,8 @@ def build_table(
         samples: whole sub-networks measured for the correction (the smallest, the largest and
             random ones); fewer than 2 keep slope 1, intercept 0.
         probe_steps: also time the costliest conv/linear kind at every output size in the top
-            32 producible ones, to see whether multiples of 8 or 16 are faster (``round_to``).
+            32 producible ones, twice, to see whether multiples of 8 or 16 are faster
+            (``round_to``: suggested only when both passes agree).
         seed: the order of the measurements (shuffled, so a drifting load spreads evenly) and
             the random sub-networks.
     """
@@ -350,14 +351,19 @@ def probe_round_to(
     c_in = kind.grid[0][-1]
     if kind.spec.get("groups", 1) > 1:
         return {"suggested": None, "why": "the costliest kind is a grouped conv"}
-    ms = {c: runtime.layer_ms(kind.spec, {"c_in": c_in, "c_out": c}) for c in outs}
-    suggested, ratios = suggest_round_to(ms)
+    passes = []
+    for order in (outs, outs[::-1]):  # two passes, opposite orders: a suggestion both agree on
+        ms = {c: runtime.layer_ms(kind.spec, {"c_in": c_in, "c_out": c}) for c in order}
+        passes.append((ms, *suggest_round_to(ms)))
+    agreed = passes[0][1] if passes[0][1] == passes[1][1] else None
     return {
-        "suggested": suggested,
+        "suggested": agreed,
         "kind": best,
         "c_in": c_in,
-        "ms": {str(c): v for c, v in ms.items()},
-        "step_ratios": ratios,
+        "passes": [
+            {"suggested": sug, "step_ratios": ratios, "ms": {str(c): ms[c] for c in outs}}
+            for ms, sug, ratios in passes
+        ],
     }
 
 
