@@ -7,10 +7,12 @@ import pareco
 from pareco import cli
 from pareco.checkpoint import CheckpointError
 from pareco.config import ConfigError
+from pareco.cost_metrics import UnknownMetric
 from pareco.data import DatasetError
 from pareco.errors import ParecoError, RunError, first_line
 from pareco.export import ExportError
 from pareco.front import FrontError
+from pareco.latency import LatencyError
 from pareco.model_path import ModelSpecError
 from pareco.rundir import Interrupted, NonFiniteState, RunDirError
 from pareco.search.history import HistoryFileError
@@ -19,7 +21,7 @@ from pareco.trainer import NonFiniteLoss
 ERRORS = [
     cli.UserError, CheckpointError, ConfigError, DatasetError, ExportError, FrontError,
     HistoryFileError, ModelSpecError, RunDirError, NonFiniteState, Interrupted, RunError,
-    NonFiniteLoss,
+    NonFiniteLoss, UnknownMetric, LatencyError,
 ]  # fmt: skip
 
 

@@ -16,14 +16,14 @@ import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
+from pareco.cost_metrics import UnknownMetric
 from pareco.evaluate import recalibrate_bn
 from pareco.front import (
-    ALL_METRICS,
     EVAL_BATCH,
     RATIO_TOL,
     FrontError,
@@ -33,11 +33,16 @@ from pareco.front import (
     ensure_front,
     front_arrays,
     front_points,
+    open_pricer,
     open_run,
+    point_metrics,
     predict,
 )
 from pareco.report import export_report, export_report_markdown
 from pareco.run import Run
+
+if TYPE_CHECKING:
+    from pareco.latency import LatencyModel
 
 
 def pick_for_budget(front: Mapping[str, Any], cost: str, budget: float) -> dict[str, Any]:
@@ -47,7 +52,7 @@ def pick_for_budget(front: Mapping[str, Any], cost: str, budget: float) -> dict[
     Raises:
         FrontError: an unknown cost, or a budget below every point (naming the smallest cost).
     """
-    cost = check_cost(cost)
+    cost = check_cost(cost, front)
     if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
         raise FrontError(
             f"--budget must be a positive cost ratio (1.0 = the full network), got {budget}"
@@ -139,8 +144,14 @@ def export_for_budget(
     out: str | Path | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    budget_ms: float | None = None,
 ) -> ExportResult:
     """Export the front point that fits ``cost`` ratio ≤ ``budget`` as a plain model.
+
+    With ``budget_ms`` (``cost`` and ``budget`` are then ignored), the point is the most accurate
+    whose *predicted* latency (the run's latency table) is at most ``budget_ms``; the exported
+    model is then measured on the table's runtime, and report.json's ``latency`` holds the
+    measured and the predicted milliseconds.
 
     The point (most accurate on validation among those that fit, from front.json — computed first
     when missing) is BN-recalibrated and materialized (``net.export``); the saved model is loaded
@@ -167,7 +178,27 @@ def export_for_budget(
     device = torch.device(device)
     run = open_run(run_dir, device)
     net, space = run.net, run.net.space
-    smallest = float(net.cost_ratio(space.smallest(), cost))
+    pricer = open_pricer(run)
+    if budget_ms is not None:
+        if pricer.latency is None:
+            raise FrontError(
+                f"--budget-ms needs a latency table: {run_dir} was trained without one "
+                "(config key latency_table)"
+            )
+        cost = "latency"
+        full_ms = float(pricer.cost(space.largest(), "latency"))
+        budget = budget_ms / full_ms
+        smallest_ms = float(pricer.cost(space.smallest(), "latency"))
+        if budget_ms < smallest_ms * (1 - RATIO_TOL):
+            raise FrontError(
+                f"no sub-network fits {budget_ms:g} ms: the smallest is predicted at "
+                f"{smallest_ms:.3f} ms (the full network at {full_ms:.3f} ms)"
+            )
+        budget = min(budget, 1.0)
+    try:
+        smallest = float(pricer.ratio(space.smallest(), cost))
+    except UnknownMetric as err:
+        raise FrontError(str(err)) from None
     if budget < smallest - RATIO_TOL:
         raise FrontError(
             f"no sub-network fits a {cost} ratio of {budget:g}: the smallest available costs "
@@ -223,9 +254,43 @@ def export_for_budget(
                 f"correct): {detail}; nothing was written"
             )
         report = export_report(front, point, cost, budget, checks, target, formats)
+        if cost == "latency" and pricer.latency is not None:
+            example = run.data.normalize(run.data.test.x[:1]).cpu()
+            if budget_ms is not None:
+                report["budget"]["ms"] = budget_ms
+            report["latency"] = measure_latency(pricer.latency, sub.cpu(), example, point,
+                                                budget_ms)  # fmt: skip
         (stage / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (stage / "report.md").write_text(export_report_markdown(report))
     return ExportResult(target, point, checks, report)
+
+
+def measure_latency(
+    model: LatencyModel,
+    sub: nn.Module,
+    example: Tensor,
+    point: Mapping[str, Any],
+    budget_ms: float | None,
+) -> dict[str, Any]:
+    """Time the exported ``sub`` on the runtime its latency table was measured with (same
+    threads, clock and repeats): measured vs predicted ms (``example``: ``1 x C x H x W``)."""
+    from pareco.latency import make_runtime
+
+    rt = model.table.runtime
+    runtime = make_runtime(
+        rt["name"], device=rt.get("device", "cpu"), threads=rt.get("threads"),
+        warmup=rt.get("warmup", 5), repeats=rt.get("repeats", 30), clock=rt.get("clock", "wall"),
+    )  # fmt: skip
+    measured = runtime.model_ms(sub.eval(), example)
+    predicted = float(point["latency"])
+    return {
+        "runtime": rt,
+        "predicted_ms": predicted,
+        "measured_ms": measured,
+        "relative_error": (predicted - measured) / measured,
+        "budget_ms": budget_ms,
+        "within_budget": None if budget_ms is None else measured <= budget_ms,
+    }
 
 
 def _onnx_logits(
@@ -292,8 +357,8 @@ def export_meta(
         "point": point["id"],
         "alpha": point["alpha"],
         "channels": {g["name"]: ch for g, ch in zip(front["groups"], point["channels"])},
-        "costs": {m: point[m] for m in ALL_METRICS},
-        "cost_ratios": {m: point[f"{m}_ratio"] for m in ALL_METRICS},
+        "costs": {m: point[m] for m in point_metrics(front)},
+        "cost_ratios": {m: point[f"{m}_ratio"] for m in point_metrics(front)},
         "accuracy": {"val": point["val_accuracy"], "test": point["test_accuracy"]},
         "input": {
             "shape": list(data.input_shape),

@@ -1,4 +1,4 @@
-"""Command line: ``pareco models | train | search | front | export | compare``."""
+"""Command line: ``pareco models | train | search | front | export | compare | latency-table``."""
 
 from __future__ import annotations
 
@@ -292,17 +292,33 @@ def cmd_export(args: argparse.Namespace) -> None:
     from pareco.budget import export_for_budget
     from pareco.front import check_cost
 
-    budget = _float_arg("--budget", args.budget)
+    if (args.budget is None) == (args.budget_ms is None):
+        raise UserError(
+            "give one budget: --budget RATIO (0.5 = half the full cost) or --budget-ms MS "
+            "(predicted latency, for runs with a latency table)"
+        )
+    budget_ms = None
+    if args.budget_ms is not None:
+        budget_ms = _float_arg("--budget-ms", args.budget_ms)
+        if not (budget_ms > 0 and budget_ms < float("inf")):
+            raise UserError(
+                f"--budget-ms must be a positive number of milliseconds, got {args.budget_ms}"
+            )
+        budget, args.cost = 1.0, "latency"
+    else:
+        budget = _float_arg("--budget", args.budget)
     if not 0 < budget <= 1:
         raise UserError(
             f"--budget is a cost ratio in (0, 1] (0.5 = half the full network's cost), got "
             f"{args.budget}; 1 exports the full network"
         )
     device = _device(args.device)
+    if budget_ms is not None and args.out is None:
+        args.out = str(Path(args.rundir) / "export" / f"latency-{budget_ms:g}ms")
     try:
         result = export_for_budget(
             args.rundir, budget, args.cost, args.format, out=args.out,
-            device=device, progress=not args.no_progress,
+            device=device, progress=not args.no_progress, budget_ms=budget_ms,
         )  # fmt: skip
     except OSError as err:  # a read-only or impossible --out: say where, not a staging file
         where = args.out or f"{args.rundir}/export"
@@ -318,6 +334,19 @@ def cmd_export(args: argparse.Namespace) -> None:
         f"(checked: {checks})\nwrote {', '.join(result.report['files'])}, report.md and "
         f"report.json in {result.path}"
     )
+    lat = result.report.get("latency")
+    if lat:
+        rt = lat["runtime"]
+        fits = (
+            ""
+            if lat["within_budget"] is None
+            else (", within the budget" if lat["within_budget"] else ", OVER the budget")
+        )
+        print(
+            f"latency on {rt['name']} ({rt.get('threads')} thread(s), {rt.get('clock')} clock): "
+            f"predicted {lat['predicted_ms']:.3f} ms, measured {lat['measured_ms']:.3f} ms "
+            f"({100 * lat['relative_error']:+.1f}%){fits}"
+        )
 
 
 def compare_out(args: argparse.Namespace) -> Path:
@@ -351,8 +380,10 @@ def _front_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("export", help="export the front point that fits a cost budget")
     p.add_argument("rundir")
-    p.add_argument("--budget", required=True, help="cost ratio to fit (0.5 = half the full cost)")
-    p.add_argument("--cost", default="flops", help="flops, memory or params (default flops)")
+    p.add_argument("--budget", help="cost ratio to fit (0.5 = half the full cost)")
+    p.add_argument("--budget-ms", help="predicted latency to fit, in ms (runs with a latency "
+                   "table); the export is then measured on the table's runtime")  # fmt: skip
+    p.add_argument("--cost", default="flops", help=f"{_front_costs()} (default flops)")
     p.add_argument("--format", default="pt", help="pt, onnx or both (default pt)")
     p.add_argument("--out", help="directory to write (default RUNDIR/export/COST-BUDGET)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -362,10 +393,119 @@ def _front_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare the fronts of several runs")
     p.add_argument("rundirs", nargs="+")
     p.add_argument("--out", help="directory to write (default: FIRST_RUNDIR/compare)")
-    p.add_argument("--cost", help="flops, memory or params (default: the first run's objective)")
+    p.add_argument("--cost", help=f"{_front_costs()} (default: the first run's objective)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+
+def _front_costs() -> str:
+    from pareco.cost_metrics import names
+
+    costs = names("front")
+    return ", ".join(costs[:-1]) + f" or {costs[-1]}"
+
+
+def cmd_latency_table(args: argparse.Namespace) -> None:
+    from types import SimpleNamespace
+
+    from pareco.build import build_data, build_net
+    from pareco.config import TrainConfig, read_config_file
+    from pareco.latency import build_table, make_runtime
+
+    values = read_config_file(args.config) if args.config else {}
+    for key in ("model", "round_to", "min_multiplier"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.model_kwargs:
+        values["model_kwargs"] = _key_values("model_kwargs", args.model_kwargs)
+    if "model" not in values:
+        raise UserError(
+            "say which model: --model NAME (or package.module:factory) or --config FILE"
+        )
+    values.pop("latency_table", None)
+    values["cost"] = "flops"  # the table is what cost: latency will need, not needed here
+    config = TrainConfig.from_dict(values)
+    if args.input_size:
+        data = SimpleNamespace(input_shape=parse_size(args.input_size),
+                               num_classes=args.num_classes or 10)  # fmt: skip
+    elif args.config:
+        data = build_data(config)  # the input size and classes a run of this config has
+    else:
+        name = config.model
+        size = models.entry(name).input_size if name in models.names() else None
+        if size is None:
+            raise UserError("--input-size CxHxW is needed for a model outside the zoo")
+        data = SimpleNamespace(input_shape=(3, *size), num_classes=args.num_classes or 10)
+    net = build_net(config, data)
+    try:
+        runtime = make_runtime(
+            args.runtime, device=args.device, threads=args.threads, warmup=args.warmup,
+            repeats=args.repeats, clock=args.clock,
+        )  # fmt: skip
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    except ImportError as err:
+        raise UserError(
+            f"the {args.runtime} runtime needs {err.name}: pip install 'pareco[onnx]'"
+        ) from None
+    table = build_table(
+        net, runtime, model=config.model, max_points=args.max_points, samples=args.samples,
+        probe_steps=not args.no_round_to_probe, seed=args.seed, progress=print,
+    )  # fmt: skip
+    table.save(args.out)
+    from pareco.latency import bind
+
+    model = bind(table, net)
+    space = net.space
+    full = float(model.predict_alpha(space.largest()))
+    small = float(model.predict_alpha(space.smallest()))
+    fit = ", ".join(f"{s['measured_ms']:.3f}" for s in table.samples)
+    print(f"{len(table.layers)} layer calls of {len(table.kinds)} kinds measured on "
+          f"{table.runtime['name']} ({table.runtime['device']}, {table.runtime['threads']} "
+          f"thread(s), {table.runtime['clock']} clock)")  # fmt: skip
+    print(f"end-to-end correction: measured = {table.slope:.4f} x table sum + "
+          f"{table.intercept:.4f} ms, fitted on {len(table.samples)} sub-networks "
+          f"({fit} ms)")  # fmt: skip
+    print(f"predicted latency: full network {full:.3f} ms, smallest {small:.3f} ms")
+    step = table.steps.get("suggested")
+    if step:
+        print(f"the table shows steps at multiples of {step}: consider round_to: {step}")
+    for note in table.notes:
+        print(f"note: {note}")
+    print(f"wrote {args.out} (fingerprint {table.fingerprint}); train with cost: latency, "
+          f"latency_table: {args.out}")  # fmt: skip
+
+
+def _latency_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("latency-table", help="measure a per-layer latency table on this device")
+    p.add_argument(
+        "--config", metavar="FILE", help="a training config: its model, widths and input"
+    )
+    p.add_argument("--model", help="a zoo name or package.module:factory")
+    p.add_argument("--model-kwargs", nargs="+", metavar="KEY=VALUE", help="model factory arguments")
+    p.add_argument("--input-size", help="CxHxW (default: the config's data, or the zoo's size)")
+    p.add_argument("--num-classes", type=int, help="classes of the model's head (default 10)")
+    p.add_argument("--round-to", type=int, help="as in training (default 1)")
+    p.add_argument("--min-multiplier", type=float, help="as in training (default 0.42)")
+    p.add_argument("--runtime", default="torch", help="torch or onnxruntime (default torch)")
+    p.add_argument("--device", default="cpu", help="torch runtime: cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    p.add_argument("--clock", default="wall", help="wall, or cpu: one thread's CPU time "
+                   "(leaves out other processes on a shared machine)")  # fmt: skip
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls per shape (default 5)")
+    p.add_argument("--repeats", type=int, default=30, help="timed calls, median (default 30)")
+    p.add_argument(
+        "--max-points", type=int, default=6, help="grid points per size axis (default 6)"
+    )
+    p.add_argument("--samples", type=int, default=8,
+                   help="whole sub-networks timed for the end-to-end correction "
+                        "(default 8)")  # fmt: skip
+    p.add_argument("--no-round-to-probe", action="store_true",
+                   help="skip timing every output size of the costliest layer")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="the table's JSON file")
+    p.set_defaults(func=cmd_latency_table)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -393,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     _front_commands(sub)
+    _latency_command(sub)
     return parser
 
 

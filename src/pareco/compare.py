@@ -13,13 +13,14 @@ from pareco.atomic import write_text_atomic
 from pareco.front import (
     BUDGETS,
     HV_REFERENCE,
-    PLOTTED_COSTS,
     FrontError,
     check_cost,
     ensure_front,
     front_arrays,
+    front_costs,
     front_curve,
     front_points,
+    plotted_costs,
     summary_metrics,
 )
 from pareco.report import compare_markdown
@@ -34,7 +35,6 @@ def compare_fronts(
     defined over all of it. Runs must share model, data and input size (ratios of different full
     networks do not compare).
     """
-    cost = check_cost(cost)
     if not fronts:
         raise FrontError("compare needs at least one run")
     keys = ("model", "model_kwargs", "data", "input_shape")
@@ -47,6 +47,8 @@ def compare_fronts(
                 f"{labels[0]} and {label} differ in {detail}: cost ratios of different networks "
                 "do not compare"
             )
+    for f in fronts:
+        cost = check_cost(cost, f)
     arrays = [front_arrays(front_points(f, cost), cost) for f in fronts]
     lo = max(float(c.min()) for c, _, _ in arrays)
     rows = []
@@ -100,7 +102,8 @@ def compare_runs(
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "compare.md", compare_markdown(result))
     write_text_atomic(out / "compare.json", json.dumps(result, indent=1) + "\n")
-    metrics = [cost, *(m for m in PLOTTED_COSTS if m != cost)]
+    common = [m for m in plotted_costs(fronts[0]) if all(m in front_costs(f) for f in fronts)]
+    metrics = [cost, *(m for m in common if m != cost)]
     panels = {
         m: [front_curve(f, m, f"{label} ({f['method']})") for f, label in zip(fronts, labels)]
         for m in metrics

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pareco.cost_metrics import names as _metric_names
 from pareco.errors import ParecoError, first_line
 
 METHODS = ("slim", "twostage", "pareco")
-COSTS = ("flops", "memory")
+#: The search objectives (``cost:``), from the metric registry (``pareco.cost_metrics``).
+COSTS = _metric_names("objective")
 
 
 def data_names() -> tuple[str, ...]:
@@ -59,6 +61,8 @@ class TrainConfig:
     # method
     method: str = "pareco"
     cost: str = "flops"
+    # measured per-layer latency table (pareco latency-table); needed by cost: latency
+    latency_table: str | None = None
     num_sampled: int = 2  # M: widths trained per step besides the largest and the smallest
     min_multiplier: float = 0.42
     round_to: int = 1
@@ -122,6 +126,11 @@ class TrainConfig:
             f"method must be one of {', '.join(METHODS)}, got {self.method!r}",
         )
         need(self.cost in COSTS, f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+        need(
+            self.cost != "latency" or bool(self.latency_table),
+            "cost latency needs latency_table: PATH, a table measured on the target device "
+            "(pareco latency-table --model MODEL --out PATH)",
+        )
         names = data_names()
         need(self.data in names, f"data must be one of {', '.join(names)}, got {self.data!r}")
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -257,6 +266,7 @@ HELP: dict[str, str] = {
     "method": "pareco (per-group widths searched while training), slim (uniform widths) or "
     "twostage (random per-group widths, searched after training)",
     "cost": "cost objective of the search",
+    "latency_table": "latency table (pareco latency-table) for cost latency; copied into the run",
     "num_sampled": "M: widths trained per step besides the largest and the smallest",
     "min_multiplier": "smallest width multiplier of every channel group",
     "round_to": "round channel counts to a multiple of this",

@@ -65,7 +65,8 @@ def fit(
         calib: the batch (or loader) the search scores widths on; None carves ``calib_size``
             samples (default: one training batch) out of ``train``'s dataset.
         method: ``pareco``, ``slim`` or ``twostage``.
-        cost: the search's cost, ``flops`` or ``memory``.
+        cost: the search's cost, ``flops``, ``memory`` or ``latency`` (with ``latency_table=PATH``,
+            a table built for this net: ``pareco.latency.build_table``).
         epochs: passes over ``train``.
         optimizer: ``params -> Optimizer``; default SGD with momentum, the paper's recipe.
         scheduler: ``optimizer -> scheduler``, stepped after every step; default warm-up then

@@ -51,6 +51,8 @@ import torch
 from torch import Tensor, nn
 
 from pareco.atomic import write_text_atomic
+from pareco.cost_metrics import Pricer, UnknownMetric, all_metrics, get_metric, run_pricer
+from pareco.cost_metrics import names as metric_names
 from pareco.data.source import TEST_IS_VAL_NOTE
 from pareco.errors import RunError
 from pareco.evaluate import EvalResult, evaluate
@@ -67,18 +69,19 @@ FRONT_VERSION = 1
 
 HISTORY = "history.jsonl"
 
-#: A front is selected under each of these costs; ``pareco export --cost`` picks one.
-COSTS = ("flops", "memory", "params")
+#: A front is selected under each of these costs; ``pareco export --cost`` picks one. A run with
+#: a latency table also has a front under ``latency`` (see :func:`front_costs`).
+COSTS = metric_names("front", tables=False)
 
-#: The two costs pareco trains for: one panel each in the figures.
-PLOTTED_COSTS = ("flops", "memory")
+#: The costs pareco trains for: one panel each in the figures.
+PLOTTED_COSTS = metric_names("plotted", tables=False)
 
-#: Every absolute cost reported per point (MACs and FLOPs have the same ratio).
-ALL_METRICS = ("macs", "flops", "params", "memory")
+#: Every absolute cost reported per point (MACs and FLOPs have the same ratio); plus ``latency``
+#: (predicted ms) in the fronts of runs with a latency table (see :func:`point_metrics`).
+ALL_METRICS = metric_names(tables=False)
 
 #: Units of the absolute costs (memory: peak activation elements at batch 1, DESIGN.md §3).
-COST_UNITS = {"macs": "MACs", "flops": "FLOPs", "params": "parameters",
-              "memory": "activation elements at batch 1"}  # fmt: skip
+COST_UNITS = {m.name: m.unit for m in all_metrics()}
 
 #: Cost budgets (ratios of the full network) at which the summary reports accuracy.
 BUDGETS = (0.25, 0.5, 0.75, 1.0)
@@ -121,16 +124,48 @@ class Candidate:
     search_loss: float | None = None
 
 
-def check_cost(name: str) -> str:
-    """The cost a front is selected under: ``flops``, ``memory`` or ``params``.
+def check_cost(name: str, front: Mapping[str, Any] | None = None) -> str:
+    """The cost a front is selected under: a registered front metric (``flops``, ``memory``,
+    ``params``, ``latency``); with ``front``, one that this front has.
 
     Raises:
         FrontError: any other name, with the valid ones.
     """
-    key = str(name).strip().lower()
-    if key not in COSTS:
-        raise FrontError(f"unknown cost {name!r}; choose one of {', '.join(COSTS)}")
+    try:
+        key = get_metric(name, "front").name
+    except UnknownMetric as err:
+        raise FrontError(str(err)) from None
+    have = front_costs(front) if front is not None else COSTS
+    if front is not None and key not in have:
+        raise FrontError(
+            f"this front has no {key} cost (its run has no latency table); choose one of "
+            f"{', '.join(have)}"
+        )
     return key
+
+
+def point_metrics(front: Mapping[str, Any]) -> tuple[str, ...]:
+    """The absolute costs of a front's points: ``ALL_METRICS``, plus ``latency`` where measured."""
+    full = front.get("full_network", {})
+    return tuple(m for m in metric_names() if m in full) or ALL_METRICS
+
+
+def front_costs(front: Mapping[str, Any]) -> tuple[str, ...]:
+    """The costs a front is selected under: ``COSTS``, plus ``latency`` where measured."""
+    return tuple(m for m in metric_names("front") if m in front.get("fronts", {})) or COSTS
+
+
+def plotted_costs(front: Mapping[str, Any]) -> tuple[str, ...]:
+    """The costs drawn for a front, one panel each."""
+    return tuple(m for m in metric_names("plotted") if m in front_costs(front))
+
+
+def open_pricer(run: Run) -> Pricer:
+    """The run's pricer: exact costs, and latency when the run has a table."""
+    try:
+        return run_pricer(run.net, run.run_dir, run.config.latency_table)
+    except ValueError as err:  # LatencyError: one line
+        raise FrontError(str(err)) from None
 
 
 def history_candidates(records: Sequence[Mapping[str, Any]], dim: int) -> list[Candidate]:
@@ -404,8 +439,7 @@ def run_candidates(run: Run, sweep: int = DEFAULT_SWEEP) -> list[Candidate]:
     """The candidates of a run's front (reads its history for PareCO and TwoStage)."""
     method, space = run.config.method, run.net.space
 
-    def cost_ratio(a: Tensor) -> Tensor:
-        return run.net.cost_ratio(a, run.config.cost)
+    cost_ratio = open_pricer(run).ratio_fn(run.config.cost)
 
     if method == "slim":
         return method_candidates(method, space, cost_ratio, sweep=sweep)
@@ -501,7 +535,7 @@ def build_front(
             run's front widths on these weights, to tell better weights from better widths.
     """
     device = torch.device(device)
-    cfg, net, space, data = run.config, run.net, run.net.space, run.data
+    cfg, space, data = run.config, run.net.space, run.data
     if data.split_sizes()["val"] == 0:
         raise FrontError(
             f"{run.run_dir} has no validation split (val_size 0): the front is selected on "
@@ -513,8 +547,10 @@ def build_front(
         candidates = unique_by_channels(candidates, space)
     alphas = torch.stack([c.alpha for c in candidates])
     channels = space.channels(alphas)
-    absolute = {m: net.cost(alphas, m) for m in ALL_METRICS}
-    ratio = {m: net.cost_ratio(alphas, m) for m in ALL_METRICS}
+    pricer = open_pricer(run)
+    metrics_here, costs_here = pricer.available(), pricer.available("front")
+    absolute = {m: pricer.cost(alphas, m) for m in metrics_here}
+    ratio = {m: pricer.ratio(alphas, m) for m in metrics_here}
     order = sorted(range(len(candidates)), key=lambda i: (float(ratio[cfg.cost][i]), i))
 
     recal = run.recalibration(device)
@@ -529,8 +565,8 @@ def build_front(
             "search_loss": c.search_loss,
             "alpha": alphas[i].tolist(),
             "channels": channels[i].tolist(),
-            **{m: float(absolute[m][i]) for m in ALL_METRICS},
-            **{f"{m}_ratio": float(ratio[m][i]) for m in ALL_METRICS},
+            **{m: float(absolute[m][i]) for m in metrics_here},
+            **{f"{m}_ratio": float(ratio[m][i]) for m in metrics_here},
             "val_accuracy": v.accuracy,
             "val_loss": v.loss,
             "val_correct": round(v.accuracy * v.samples),
@@ -543,7 +579,7 @@ def build_front(
         m: select_front(
             torch.tensor([p[f"{m}_ratio"] for p in points], dtype=torch.float64), val_error
         )
-        for m in COSTS
+        for m in costs_here
     }
     on_front = sorted({i for ids in fronts.values() for i in ids})
     test = _score_all(
@@ -554,7 +590,7 @@ def build_front(
             test_accuracy=t.accuracy, test_loss=t.loss, test_correct=round(t.accuracy * t.samples)
         )
     metrics = {}
-    for m in COSTS:
+    for m in costs_here:
         c, v, t = front_arrays(front_points({"points": points, "fronts": fronts}, m), m)
         metrics[m] = summary_metrics(c, v, t, lo=float(ratio[m].min()))
         for entry in metrics[m]["accuracy_at"]:  # positions in the front → point ids
@@ -581,7 +617,7 @@ def build_front(
         "device": str(device),
         "sweep": sweep if cfg.method == "slim" else None,
         "groups": [{"name": g.name, "size": g.size} for g in space.groups],
-        "full_network": {m: float(net.cost(space.largest(), m)) for m in ALL_METRICS},
+        "full_network": {m: float(pricer.cost(space.largest(), m)) for m in metrics_here},
         "points": points,
         "fronts": fronts,
         "metrics": metrics,
@@ -622,7 +658,7 @@ def write_front(run_dir: str | Path, front: Mapping[str, Any]) -> list[Path]:
 
 def _plotted(front: Mapping[str, Any]) -> list[str]:
     """The run's own cost objective first, then the other."""
-    return [front["cost"], *(m for m in PLOTTED_COSTS if m != front["cost"])]
+    return [front["cost"], *(m for m in plotted_costs(front) if m != front["cost"])]
 
 
 def front_curve(front: Mapping[str, Any], cost: str, label: str) -> Curve:
@@ -641,7 +677,7 @@ def front_csv(front: Mapping[str, Any]) -> str:
     """The front of the run's objective as CSV, one row per point, by increasing cost."""
     names = [g["name"] for g in front["groups"]]
     scalar = ["id", "source", "history_index",
-              *ALL_METRICS, *(f"{m}_ratio" for m in ALL_METRICS),
+              *point_metrics(front), *(f"{m}_ratio" for m in point_metrics(front)),
               "val_accuracy", "val_loss", "test_accuracy", "test_loss"]  # fmt: skip
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

@@ -21,6 +21,7 @@ COST_LABELS = {
     "macs": "MACs ratio",
     "memory": "peak activation memory ratio",
     "params": "parameter ratio",
+    "latency": "predicted latency ratio",
 }
 
 

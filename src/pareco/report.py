@@ -7,7 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pareco.front import ALL_METRICS, COST_UNITS, front_points
+from pareco.cost_metrics import get_metric
+from pareco.front import COST_UNITS, front_points, point_metrics
 
 if TYPE_CHECKING:
     from pareco.budget import AgreementCheck
@@ -31,8 +32,8 @@ def export_report(
         "model": front["model"],
         "budget": {"cost": cost, "ratio": budget},
         "point": point["id"],
-        "cost_ratios": {m: point[f"{m}_ratio"] for m in ALL_METRICS},
-        "costs": {m: point[m] for m in ALL_METRICS},
+        "cost_ratios": {m: point[f"{m}_ratio"] for m in point_metrics(front)},
+        "costs": {m: point[m] for m in point_metrics(front)},
         "val_accuracy": point["val_accuracy"],
         "test_accuracy": point["test_accuracy"],
         "checks": {k: {**asdict(c), "accuracy": c.accuracy} for k, c in checks.items()},
@@ -49,14 +50,15 @@ def export_report_markdown(report: Mapping[str, Any]) -> str:
     """report.md: :func:`export_report` for people."""
     b, r = report["budget"], report["cost_ratios"]
     lines = [
-        f"# {report['model']} sub-network for {b['cost']} ≤ {b['ratio']:g}",
+        f"# {report['model']} sub-network for {b['cost']} ≤ "
+        + (f"{b['ms']:g} ms (predicted)" if b.get("ms") is not None else f"{b['ratio']:g}"),
         "",
         f"Run `{report['run']}` ({report['method']}), front point {report['point']}, "
         "chosen by validation accuracy.",
         "",
         "| cost | ratio | absolute |",
         "|---|---|---|",
-        *(f"| {m} | {r[m]:.4f} | {report['costs'][m]:.6g} {COST_UNITS[m]} |" for m in ALL_METRICS),
+        *(f"| {m} | {r[m]:.4f} | {report['costs'][m]:.6g} {COST_UNITS[m]} |" for m in r),
         "",
         f"Validation accuracy {100 * report['val_accuracy']:.2f}%, "
         f"test accuracy {100 * report['test_accuracy']:.2f}% (front).",
@@ -79,6 +81,16 @@ def export_report_markdown(report: Mapping[str, Any]) -> str:
         f"Files: {', '.join(report['files'])}",
         "",
     ]
+    lat = report.get("latency")
+    if lat:
+        rt = lat["runtime"]
+        budget = "" if lat["budget_ms"] is None else f" (budget {lat['budget_ms']:g} ms)"
+        lines[-1:-1] = [
+            f"Latency on {rt['name']} ({rt.get('device', 'cpu')}, {rt.get('threads')} thread(s), "
+            f"{rt.get('clock', 'wall')} clock): predicted {lat['predicted_ms']:.3f} ms, measured "
+            f"{lat['measured_ms']:.3f} ms{budget}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -112,13 +124,16 @@ def compare_markdown(result: Mapping[str, Any]) -> str:
 def format_front_table(front: Mapping[str, Any], cost: str | None = None) -> str:
     """The front under ``cost`` (default: the run's objective) as aligned text, with metrics."""
     cost = cost or front["cost"]
-    header = ("id", "FLOPs ratio", "memory ratio", "params ratio", "val acc", "test acc", "source")
+    ms = "latency" in point_metrics(front)  # predicted milliseconds beside the ratios
+    header = ("id", "FLOPs ratio", "memory ratio", "params ratio", *(("latency",) if ms else ()),
+              "val acc", "test acc", "source")  # fmt: skip
     rows = [header]
     for p in front_points(front, cost):
         rows.append((
             str(p["id"]), f"{p['flops_ratio']:.3f}", f"{p['memory_ratio']:.3f}",
-            f"{p['params_ratio']:.3f}", f"{100 * p['val_accuracy']:.2f}%",
-            f"{100 * p['test_accuracy']:.2f}%", p["source"],
+            f"{p['params_ratio']:.3f}",
+            *((get_metric("latency").show(p["latency"]),) if ms else ()),
+            f"{100 * p['val_accuracy']:.2f}%", f"{100 * p['test_accuracy']:.2f}%", p["source"],
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)).rstrip() for r in rows]

@@ -26,6 +26,7 @@ from pareco.atomic import write_text_atomic
 from pareco.build import build_data, build_net
 from pareco.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pareco.config import TrainConfig, write_config
+from pareco.cost_metrics import RUN_TABLE, run_pricer
 from pareco.data.source import TEST_IS_VAL_NOTE, DataSource
 from pareco.errors import RunError, first_line
 from pareco.evaluate import evaluate, score_widths
@@ -179,10 +180,12 @@ class Trainer:
         self.tau = config.tau or max(
             1, round(self.total_steps * config.num_sampled / max(1, self.num_proposals))
         )
+        # a resumed run prices with the table it started with (its copy in the run directory)
+        self.pricer = run_pricer(self.net, self.run_dir if resume else None, config.latency_table)
         self.sampler: Sampler = run_sampler(
             config,
             self.net.space,
-            cost_ratio=lambda a: self.net.cost_ratio(a, config.cost),
+            cost_ratio=self.pricer.ratio_fn(config.cost),
             tau=self.tau,
             warmup=self.warmup_proposals,
             num_classes=self.data.num_classes,
@@ -212,6 +215,8 @@ class Trainer:
         elif self.is_main:
             write_config(config, self.run_dir / "config.json")
             (self.run_dir / "history.jsonl").unlink(missing_ok=True)
+            if self.pricer.latency is not None:
+                self.pricer.latency.table.save(self.run_dir / RUN_TABLE)
         self.metrics = MetricsWriter(
             self.run_dir, enabled=self.is_main, purge_step=self.step + 1 if resume else None
         )

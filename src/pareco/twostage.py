@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from pareco.cost_metrics import run_pricer
 from pareco.errors import RunError
 from pareco.evaluate import score_widths
 from pareco.run import load_run
@@ -64,7 +65,7 @@ def run_search(
     )
     batches = run.data.scoring_batches(2, cfg.batch_size, cfg.seed + 2, device)
     search = ParecoSearch(
-        lambda a: run.net.cost_ratio(a, cfg.cost),
+        run_pricer(run.net, run.run_dir, cfg.latency_table).ratio_fn(cfg.cost),
         search_config(
             cfg,
             run.net.space,
