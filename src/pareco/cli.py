@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from pareco import models
-from pareco.config import COSTS, DATASETS, METHODS
+from pareco.config import COSTS, DATASETS, METHODS, SORT_SETTINGS
 
 
 class UserError(Exception):
@@ -108,6 +108,8 @@ _CHOICES = {
     "schedule": lambda: ("linear", "cosine"),
     "target": lambda: ("pareto", "uniform"),
     "loss_bound": lambda: ("upper", "lower"),
+    "sort_channels": lambda: SORT_SETTINGS,
+    "teacher": lambda: ("inplace", "original"),
 }
 
 
@@ -150,7 +152,7 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, metavar="{" + ",".join(choices) + "}", default=S, help=text)
         else:
             kind = typing.get_args(hint) or (hint,)
-            named = {"out": "DIR", "data_dir": "DIR", "model": "MODEL"}
+            named = {"out": "DIR", "data_dir": "DIR", "model": "MODEL", "init_weights": "FILE"}
             metavar = named.get(f.name) or (
                 "N" if int in kind else "X" if float in kind else "TEXT"
             )
