@@ -153,6 +153,10 @@ def test_train_from_init_weights_sorted_with_teacher_then_front_and_export(tmp_p
         torch.testing.assert_close(run.net.train()(x), source.train()(x), atol=1e-4, rtol=1e-4)
         stem_bn = run.net.module.stem[1].weight.abs()
         assert torch.all(stem_bn[:-1] >= stem_bn[1:] - 1e-6)  # sorted by |gamma|
+    # a pareco run's checkpoint is init weights too (its "module." prefix taken off)
+    plain = models.create("smallnet", num_classes=10, in_channels=1, width=4)
+    load_init_weights(plain, out / "checkpoint.pt")
+    assert torch.equal(plain.stem[1].weight, run.net.module.stem[1].weight)
     assert cli.main(["front", str(out), "--no-progress"]) == 0
     assert cli.main(["export", str(out), "--budget", "0.6", "--no-progress"]) == 0
     front = build_front(run, progress=False)
@@ -169,7 +173,8 @@ def test_train_from_init_weights_sorted_with_teacher_then_front_and_export(tmp_p
 
 
 def test_fit_with_a_teacher_module_and_sorting(tmp_path):
-    """pareco.fit on a user's trained model: sorted as asked, distilled from a teacher module."""
+    """pareco.fit on a user's trained model: sorted as asked (taylor, on training batches),
+    distilled from a teacher module, which a resumed run needs again."""
     from test_fit import FAST, UserNet, loaders
 
     torch.manual_seed(0)
@@ -181,9 +186,10 @@ def test_fit_with_a_teacher_module_and_sorting(tmp_path):
     import pareco
 
     run = pareco.fit(trained, loaders()[0], method="slim", epochs=1, out=tmp_path / "r",
-                     teacher=trained, sort_channels="bn", **FAST)  # fmt: skip
+                     teacher=trained, sort_channels="taylor", **FAST)  # fmt: skip
     assert run.config.teacher == "module" and run.finished
-    assert (tmp_path / "r" / "sort.json").is_file()
+    report = json.loads((tmp_path / "r" / "sort.json").read_text())
+    assert {g["criterion"] for g in report["groups"]} == {"taylor"}
     with pytest.raises(Exception, match="teacher 'module'"):
         pareco.fit(trained, loaders()[0], method="slim", epochs=1, out=tmp_path / "r",
                    resume=True, sort_channels="bn", teacher="module", **FAST)  # fmt: skip

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pareco.checkpoint import MAGIC, CheckpointError, read_checkpoint_file
+
 
 class WeightsError(ValueError):
     """Init weights that cannot be read or do not fit the model, with what to do."""
@@ -50,6 +52,13 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         except Exception as err:
             raise WeightsError(f"init weights {path}: not a readable safetensors file "
                                f"({_first_line(err)})") from None  # fmt: skip
+    with open(path, "rb") as f:
+        pareco_checkpoint = f.read(len(MAGIC)) == MAGIC
+    if pareco_checkpoint:  # a run's own checkpoint.pt: checksummed, written by pareco
+        try:
+            return _find_state(read_checkpoint_file(path)["model"]) or {}
+        except CheckpointError as err:
+            raise WeightsError(f"init weights: {err}") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
