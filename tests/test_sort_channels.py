@@ -127,7 +127,10 @@ def _check_same_function(net, args, kwargs, sort):
 
 
 CASES = (
-    [pytest.param(_zoo, n, id=f"zoo-{n}") for n in ZOO]
+    [
+        pytest.param(_zoo, n, id=f"zoo-{n}", marks=[pytest.mark.slow] if n == "resnet18" else [])
+        for n in ZOO
+    ]
     + [pytest.param(_gallery, n, id=f"gallery-{n}") for n in GALLERY]
     + [pytest.param(_custom, n, id=f"custom-{n}") for n in CUSTOM]
 )
