@@ -17,11 +17,12 @@ from pareco.model_path import ModelSpecError
 from pareco.rundir import Interrupted, NonFiniteState, RunDirError
 from pareco.search.history import HistoryFileError
 from pareco.trainer import NonFiniteLoss
+from pareco.weights import WeightsError
 
 ERRORS = [
     cli.UserError, CheckpointError, ConfigError, DatasetError, ExportError, FrontError,
     HistoryFileError, ModelSpecError, RunDirError, NonFiniteState, Interrupted, RunError,
-    NonFiniteLoss, UnknownMetric, LatencyError,
+    NonFiniteLoss, UnknownMetric, LatencyError, WeightsError,
 ]  # fmt: skip
 
 

@@ -24,7 +24,10 @@ from pareco.samplers import make_sampler
 from pareco.sandwich import sandwich_backward, soft_cross_entropy
 from pareco.slim import SlimError, SlimmableNet
 from pareco.slim import slim as slim  # the function shadows the module name on purpose
+from pareco.sort_channels import SortReport
+from pareco.sort_channels import sort_channels as sort_channels  # shadows the module, as slim
 from pareco.space import ChannelGroup, WidthSpace
+from pareco.weights import WeightsError, load_init_weights
 
 __version__ = "0.1.0"
 __all__ = [
@@ -34,12 +37,15 @@ __all__ = [
     "Run",
     "SlimError",
     "SlimmableNet",
+    "SortReport",
+    "WeightsError",
     "WidthSpace",
     "candidate_widths",
     "evaluate",
     "export",
     "extract_front",
     "fit",
+    "load_init_weights",
     "load_run",
     "make_sampler",
     "models",
@@ -48,4 +54,5 @@ __all__ = [
     "score_widths",
     "slim",
     "soft_cross_entropy",
+    "sort_channels",
 ]

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from pareco import models
-from pareco.config import COSTS, METHODS, data_names
+from pareco.config import COSTS, METHODS, SORT_SETTINGS, data_names
 from pareco.errors import ParecoError, RunError, first_line
 
 
@@ -97,6 +97,8 @@ _CHOICES = {
     "target": lambda: ("pareto", "uniform"),
     "loss_bound": lambda: ("upper", "lower"),
     "high_loss": lambda: ("reference", "chance"),
+    "sort_channels": lambda: SORT_SETTINGS,
+    "teacher": lambda: ("inplace", "original"),
 }
 
 
@@ -139,7 +141,7 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, metavar="{" + ",".join(choices) + "}", default=S, help=text)
         else:
             kind = typing.get_args(hint) or (hint,)
-            named = {"out": "DIR", "data_dir": "DIR", "model": "MODEL"}
+            named = {"out": "DIR", "data_dir": "DIR", "model": "MODEL", "init_weights": "FILE"}
             metavar = named.get(f.name) or (
                 "N" if int in kind else "X" if float in kind else "TEXT"
             )

@@ -24,6 +24,11 @@ from pareco.errors import ParecoError, first_line
 METHODS = ("slim", "twostage", "pareco")
 #: The search objectives (``cost:``), from the metric registry (``pareco.cost_metrics``).
 COSTS = _metric_names("objective")
+# inplace: the largest sub-network; original: the init_weights model, frozen; module: a module
+# given to pareco.fit(teacher=...)
+TEACHERS = ("inplace", "original", "module")
+# auto: bn when init_weights are given, none otherwise (pareco.sort_channels has the criteria)
+SORT_SETTINGS = ("auto", "none", "l1", "l2", "bn", "taylor")
 
 
 def data_names() -> tuple[str, ...]:
@@ -78,6 +83,11 @@ class TrainConfig:
     # epochs at the start in which the narrower networks learn from the labels instead of the
     # largest network's output; 0 = the paper (in-place distillation from the first step)
     distill_warmup_epochs: float = 0.0
+    # starting from a trained model
+    init_weights: str | None = None  # a state_dict, checkpoint or safetensors file to start from
+    sort_channels: str = "auto"  # auto | none | l1 | l2 | bn | taylor
+    teacher: str = "inplace"  # inplace (the largest network) | original (the init_weights model)
+    teacher_full: bool = False  # with teacher original: the largest network learns from it too
     # search (PareCO)
     tau: int | None = None  # steps between proposal rounds; default from num_proposals
     num_proposals: int | None = None  # proposal budget; default scales with run length
@@ -176,6 +186,19 @@ class TrainConfig:
             f"warmup_proposals must be >= 1, got {self.warmup_proposals}",
         )
         need(self.distill_warmup_epochs >= 0, "distill_warmup_epochs must be >= 0")
+        need(
+            self.sort_channels in SORT_SETTINGS,
+            f"sort_channels must be one of {', '.join(SORT_SETTINGS)}, got {self.sort_channels!r}",
+        )
+        need(
+            self.teacher in TEACHERS,
+            f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}",
+        )
+        need(
+            self.teacher != "original" or bool(self.init_weights),
+            "teacher: original distills from the model loaded by init_weights: give "
+            "--init-weights FILE too",
+        )
         need(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
         need(
             not self.stream or self.data == "folder",
@@ -281,6 +304,14 @@ HELP: dict[str, str] = {
     "label_smoothing": "label smoothing of the largest network's loss",
     "distill_warmup_epochs": "epochs in which the narrower networks learn from the labels "
     "before in-place distillation (0 = the paper)",
+    "init_weights": "start from these trained weights: a state_dict file, a checkpoint with a "
+    "state_dict or model entry, or .safetensors (new runs; --resume continues its own)",
+    "sort_channels": "sort every group's channels by importance before training: auto (bn when "
+    "--init-weights is given, else none), none, l1, l2, bn or taylor",
+    "teacher": "what the narrower networks learn from: inplace (the largest network, the paper) "
+    "or original (the --init-weights model, frozen)",
+    "teacher_full": "with --teacher original, the largest network learns from the teacher too "
+    "instead of the labels",
     "tau": "steps between proposal rounds (default: from the proposal budget)",
     "num_proposals": "proposal budget (default: scales with the run's length)",
     "warmup_proposals": "uniform warm-up proposals before the GP (default: scales with the budget)",

@@ -47,6 +47,7 @@ def fit(
     resume: bool = False,
     progress: bool = False,
     steps_per_epoch: int | None = None,
+    teacher: nn.Module | str | None = None,
     **options: Any,
 ) -> Run:
     """Train a slimmable network and return its run.
@@ -77,8 +78,15 @@ def fit(
         resume: continue the run in ``out`` from its checkpoint, exactly.
         progress: show progress bars.
         steps_per_epoch: batches per epoch, for a ``train`` without ``len()``.
+        teacher: what the narrower networks learn from: None or ``"inplace"`` (the largest
+            network, the paper), ``"original"`` (the model loaded from ``init_weights=FILE``,
+            frozen), or any module (a trained model, deep-copied and frozen; it is called on
+            the same batches and must return logits of the same classes).
         **options: any other ``TrainConfig`` field (``seed``, ``num_sampled``, ``val_size``,
-            ``calib_size``, ``recal_batches``, ``lr``, ``device``, ``threads``...).
+            ``calib_size``, ``recal_batches``, ``lr``, ``device``, ``threads``...). To start
+            from trained weights: ``init_weights=FILE`` (loaded into ``model``) and
+            ``sort_channels`` (``auto`` sorts by BN ``|gamma|`` when ``init_weights`` is given;
+            ``l1``, ``l2``, ``bn``, ``taylor`` sort the model as given, e.g. one you trained).
 
     Returns:
         The finished run; ``pareco.front.build_front(run)`` and
@@ -100,6 +108,12 @@ def fit(
             if has_run
             else f"resume=True: {out} holds no {CHECKPOINT}; start the run without resume"
         )
+    teacher_module = None
+    if isinstance(teacher, nn.Module):
+        teacher_module = copy.deepcopy(teacher)
+        options["teacher"] = "module"
+    elif teacher is not None:
+        options["teacher"] = teacher
     world = int(os.environ.get("WORLD_SIZE", "1"))
     seed = int(options.get("seed", 0))
     data: DataSource
@@ -136,7 +150,7 @@ def fit(
     register_run_sources(out, lambda: copy.deepcopy(template), data)
     trainer = Trainer(
         config, resume=resume, progress=progress, data=data, net=net,
-        optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
+        optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, teacher=teacher_module,
     )  # fmt: skip
     trainer.fit()
     return load_run(out, trainer.device)

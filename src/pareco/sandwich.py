@@ -2,12 +2,13 @@
 
 Every step (DESIGN.md §2): the largest network learns from the labels (cross-entropy with label
 smoothing); the sampler's M widths and the smallest network learn from the largest network's
-detached output (soft cross-entropy); the gradients of all passes add up before one optimizer
-step. :func:`sandwich_backward` does the passes and their backward calls and nothing else, so the
-caller keeps its optimizer, its AMP ``GradScaler`` (pass ``backward=lambda l:
+detached output (soft cross-entropy), or, given a ``teacher`` (the trained model a fine-tuning
+run starts from, frozen), that teacher's output; the gradients of all passes add up before one
+optimizer step. :func:`sandwich_backward` does the passes and their backward calls and nothing
+else, so the caller keeps its optimizer, its AMP ``GradScaler`` (pass ``backward=lambda l:
 scaler.scale(l).backward()``) and its gradient accumulation (``backward=lambda l: (l /
-accum).backward()``). Backward runs after every pass, so only one sub-network's graph is alive at a
-time: the memory of one forward, not of 2 + M.
+accum).backward()``). Backward runs after every pass, so only one sub-network's graph is alive at
+a time: the memory of one forward, not of 2 + M.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -55,6 +57,8 @@ def sandwich_backward(
     backward: Callable[[Tensor], None] | None = None,
     forward: Callable[[nn.Module, Tensor], Tensor] | None = None,
     no_sync: Callable[[], AbstractContextManager] | None = None,
+    teacher: nn.Module | None = None,
+    teacher_full: bool = False,
 ) -> list[Tensor]:
     """Forward and backward the largest, each of ``widths`` and the smallest sub-network.
 
@@ -72,6 +76,12 @@ def sandwich_backward(
         forward: ``(module, x) -> logits``, e.g. under ``torch.autocast``; default ``module(x)``.
         no_sync: a context manager factory (DDP's ``model.no_sync``) entered for every pass but
             the last, so that gradients are all-reduced once per step.
+        teacher: a frozen module (the trained original, in eval mode) whose detached softmax
+            the narrower networks learn from instead of the largest network's (distillation from
+            the original); None is in-place distillation. It is called as ``forward(teacher, x)``
+            under ``torch.no_grad``, never trained.
+        teacher_full: with a ``teacher``, the largest network learns from it too instead of
+            from the labels.
 
     Returns:
         The detached loss of every pass, ``[largest, *widths, smallest]`` (see :func:`loss_names`).
@@ -84,18 +94,26 @@ def sandwich_backward(
     space = net.space
     alphas = [space.largest(), *widths, space.smallest()]
     losses: list[Tensor] = []
-    teacher = None
+    target = None
+    if teacher is not None:
+        with torch.no_grad():
+            target = F.softmax(forward(teacher, x).float(), dim=1)
     for i, alpha in enumerate(alphas):
         last = i == len(alphas) - 1
         sync = no_sync() if no_sync is not None and not last else contextlib.nullcontext()
         with sync, net.widths(alpha):
             logits = forward(model, x).float()
-            if teacher is None or not distill:
-                loss = loss_fn(logits, y)
-                if teacher is None:
-                    teacher = F.softmax(logits.detach(), dim=1)
+            if i == 0:
+                if teacher is not None and teacher_full:
+                    loss = soft_cross_entropy(logits, target)
+                else:
+                    loss = loss_fn(logits, y)
+                if target is None:
+                    target = F.softmax(logits.detach(), dim=1)
+            elif distill:
+                loss = soft_cross_entropy(logits, target)
             else:
-                loss = soft_cross_entropy(logits, teacher)
+                loss = loss_fn(logits, y)
             backward(loss)
         losses.append(loss.detach())
     return losses

@@ -8,6 +8,7 @@ optimizer and schedule (:mod:`pareco.schedule`) and BN recalibration (:mod:`pare
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -41,6 +42,11 @@ from pareco.samplers import (
 from pareco.sandwich import label_loss, loss_names, sandwich_backward
 from pareco.schedule import sgd, warmup_decay
 from pareco.slim import SlimmableNet
+from pareco.sort_channels import sort_channels
+from pareco.weights import WeightsError, load_init_weights
+
+#: Training batches the ``taylor`` sorting criterion averages over.
+TAYLOR_BATCHES = 4
 
 
 class NonFiniteLoss(RunError):
@@ -85,6 +91,12 @@ class Trainer:
             and decay of ``config``.
         loss_fn: ``(logits, targets) -> loss`` of the largest network instead of cross-entropy
             with ``config.label_smoothing``.
+        teacher: a frozen module the narrower networks learn from instead of the largest network
+            (``config.teacher == "module"``); ``config.teacher == "original"`` makes it from
+            ``config.init_weights``.
+
+    A new run with ``config.init_weights`` starts from those weights, sorted by importance
+    (``config.sort_channels``; ``sort.json`` in the run directory says what was done).
 
     The run directory is locked (:class:`pareco.rundir.RunLock`) until :meth:`fit` ends or
     :meth:`close` is called.
@@ -102,6 +114,7 @@ class Trainer:
         optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
         scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        teacher: nn.Module | None = None,
     ) -> None:
         self.config = config
         self.run_dir = Path(config.out)
@@ -109,7 +122,7 @@ class Trainer:
         self.lock = rundir.claim(self.run_dir, resume=resume, restart=restart)
         self.stop = rundir.StopSignals()
         try:
-            self._setup(resume, data, net, optimizer, scheduler, loss_fn)
+            self._setup(resume, data, net, optimizer, scheduler, loss_fn, teacher)
         except BaseException:
             self.close()  # a run that cannot start leaves the folder free
             raise
@@ -122,6 +135,7 @@ class Trainer:
         optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None,
         scheduler: Callable[[torch.optim.Optimizer], Any] | None,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None,
+        teacher: nn.Module | None = None,
     ) -> None:
         config = self.config
         if config.threads:
@@ -135,6 +149,10 @@ class Trainer:
 
         self.data: DataSource = data if data is not None else build_data(config)
         self.net = (net if net is not None else build_net(config, self.data)).to(self.device)
+        self.loss_fn = loss_fn or label_loss(config.label_smoothing)
+        self.teacher = self._make_teacher(teacher)
+        if not resume:
+            self._start_from_weights()
         torch.manual_seed(config.seed + self.rank)  # same initial weights, per-rank dropout
         self.cuda = self.device.type == "cuda"
         self.channels_last = self.cuda and config.channels_last
@@ -174,7 +192,6 @@ class Trainer:
             self.scheduler = warmup_decay(
                 self.optimizer, self.total_steps, self.warmup_steps, config.schedule
             )
-        self.loss_fn = loss_fn or label_loss(config.label_smoothing)
         self.num_proposals = config.num_proposals or default_num_proposals(self.total_steps)
         self.warmup_proposals = config.warmup_proposals or default_warmup(self.num_proposals)
         self.tau = config.tau or max(
@@ -224,6 +241,55 @@ class Trainer:
             write_config(config, self.run_dir / "config.json")
             self.metrics.note(self.step, {"event": "lr_changed", "from": lr_change[0],
                                           "to": lr_change[1]})  # fmt: skip
+
+    def _make_teacher(self, teacher: nn.Module | None) -> nn.Module | None:
+        """The frozen teacher of the sandwich step, or None for in-place distillation."""
+        cfg = self.config
+        if cfg.teacher == "module" and teacher is None:
+            raise RunError(
+                "teacher 'module' is a teacher module given to pareco.fit(teacher=...): pass it "
+                "again to continue this run"
+            )
+        if cfg.teacher == "original":
+            original = copy.deepcopy(self.net)
+            try:
+                load_init_weights(original.module, cfg.init_weights)
+            except WeightsError as err:
+                raise RunError(str(err)) from None
+            teacher = original
+        elif cfg.teacher == "inplace":
+            if teacher is not None:
+                raise RunError("a teacher module was given but config.teacher is 'inplace'")
+            return None
+        teacher = teacher.to(self.device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher
+
+    def _start_from_weights(self) -> None:
+        """A new run from trained weights: load them, then sort the channels by importance."""
+        cfg = self.config
+        if cfg.init_weights:
+            try:
+                load_init_weights(self.net.module, cfg.init_weights)
+            except WeightsError as err:
+                raise RunError(str(err)) from None
+        how = cfg.sort_channels
+        if how == "auto":
+            how = "bn" if cfg.init_weights else "none"
+        if how == "none":
+            return
+        batches = None
+        if how == "taylor":
+            loader = self.data.train_loader(cfg.batch_size, seed=cfg.seed + 1, device=self.device)
+            batches = [b for _, b in zip(range(TAYLOR_BATCHES), loader)]
+        report = sort_channels(self.net, how, batches=batches, loss_fn=self.loss_fn)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "sort.json").write_text(json.dumps(report.to_dict()) + "\n")
+            moved = sum(g.moved > 0 for g in report.groups)
+            print(f"channels sorted by {how}: {moved} of {len(report.groups)} groups reordered",
+                  flush=True)  # fmt: skip
 
     def close(self) -> None:
         """Let another process write the run directory (the lock also goes when this one ends)."""
@@ -298,6 +364,8 @@ class Trainer:
             backward=lambda loss: self.scaler.scale(loss).backward(),
             forward=self._forward,
             no_sync=self.model.no_sync if self.dist.enabled else None,
+            teacher=self.teacher,
+            teacher_full=self.config.teacher_full,
         )
         self.scaler.step(self.optimizer)
         self.scaler.update()
