@@ -9,7 +9,7 @@ from gallery import GALLERY, DenseNet, TwoInputNet
 
 import pareco
 from pareco import export
-from pareco.slim import flop_counter
+from pareco.slimming import flop_counter
 
 _cache: dict = {}
 

@@ -20,14 +20,15 @@ from pareco.recalibrate import recalibrate_bn
 from pareco.run import Run, load_run
 from pareco.samplers import make_sampler
 from pareco.sandwich import sandwich_backward, soft_cross_entropy
-from pareco.slim import SlimError, SlimmableNet
-from pareco.slim import slim as slim  # the function shadows the module name on purpose
+from pareco.slimming import SlimError, SlimmableNet
+from pareco.slimming import slim as slim  # the function shadows the module name on purpose
 from pareco.space import ChannelGroup, WidthSpace
 
 __version__ = "0.1.0"
 __all__ = [
     "ChannelGroup",
     "FrontPoint",
+    "RuleContext",
     "Run",
     "SlimError",
     "SlimmableNet",
@@ -40,6 +41,7 @@ __all__ = [
     "make_sampler",
     "models",
     "recalibrate_bn",
+    "register_rule",
     "sandwich_backward",
     "score_widths",
     "slim",

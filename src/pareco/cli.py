@@ -24,7 +24,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from pareco.export import ExportError
     from pareco.model_path import ModelSpecError
     from pareco.rundir import RunDirError
-    from pareco.slim import SlimError
+    from pareco.slimming import SlimError
     from pareco.train import RunError
 
     return (

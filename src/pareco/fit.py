@@ -24,7 +24,7 @@ from pareco.checkpoint import CHECKPOINT, has_checkpoint
 from pareco.config import DATASETS, ConfigError, TrainConfig
 from pareco.data.loaders import LoaderData, as_pair
 from pareco.run import Run, load_run, register_run_sources
-from pareco.slim import SlimmableNet, slim
+from pareco.slimming import SlimmableNet, slim
 from pareco.trainer import RunError, Trainer
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pareco.slim import SlimmableNet
+from pareco.slimming import SlimmableNet
 
 
 def bn_layers(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -17,7 +17,7 @@ from pareco.build import build_data, build_net
 from pareco.checkpoint import CheckpointError, has_checkpoint, load_checkpoint
 from pareco.config import TrainConfig
 from pareco.recalibrate import recalibration_batches
-from pareco.slim import SlimmableNet
+from pareco.slimming import SlimmableNet
 from pareco.trainer import RunError
 
 

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pareco.slim import SlimmableNet
+from pareco.slimming import SlimmableNet
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

@@ -38,7 +38,7 @@ from pareco.samplers import (
 from pareco.sandwich import label_loss, loss_names, sandwich_backward
 from pareco.schedule import sgd, warmup_decay
 from pareco.search.targets import chance_loss
-from pareco.slim import SlimmableNet
+from pareco.slimming import SlimmableNet
 
 
 class RunError(RuntimeError):
