@@ -20,8 +20,7 @@ from pareco.recalibrate import recalibrate_bn
 from pareco.run import Run, load_run
 from pareco.samplers import make_sampler
 from pareco.sandwich import sandwich_backward, soft_cross_entropy
-from pareco.slimming import SlimError, SlimmableNet
-from pareco.slimming import slim as slim  # the function shadows the module name on purpose
+from pareco.slimming import RuleContext, SlimError, SlimmableNet, register_rule, slim
 from pareco.space import ChannelGroup, WidthSpace
 
 __version__ = "0.1.0"

@@ -42,7 +42,7 @@ def qualified_name(target: Any) -> tuple[str, str] | None:
     schema = getattr(target, "_schema", None)
     if schema is None or not isinstance(target, torch._ops.OpOverload):
         return None
-    return schema.name, schema.overload_name
+    return schema.name, schema.overload_name or "default"
 
 
 class Walker:
@@ -216,7 +216,7 @@ class Walker:
         if rule is None and torch.Tag.pointwise in target.tags:
             rule = pointwise
         if rule is None:
-            return self.block(node, str(target.overloadpacket))
+            return self.block(node, name[0])
         rule(RuleContext(self, node, name[0]))
 
 

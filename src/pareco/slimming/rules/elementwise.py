@@ -41,7 +41,7 @@ def pointwise(ctx: RuleContext) -> None:
     meet in it (used for every op tagged ``torch.Tag.pointwise``)."""
     out_shape = ctx.output_shape()
     if out_shape is None:
-        return ctx.block(str(ctx.node.target))
+        return ctx.block()
     operands = [a for a in ctx.node.all_input_nodes if ctx.shape(a) is not None]
     info = {}
     for d, size in enumerate(out_shape):
