@@ -121,6 +121,11 @@ class RuleContext:
         """Read group ``g`` (a root) as ``expr`` (segments of other groups) from now on."""
         self._w.g.bind(g, expr)
 
+    def split(self, expr: Expr, sizes: list[int]) -> list[Expr] | None:
+        """Cut ``expr`` into consecutive pieces of ``sizes`` elements (a group a cut falls
+        inside becomes two); None where a cut falls inside a channel."""
+        return self._w.g.split(expr, sizes)
+
     def block(self, what: str | None = None) -> None:
         """Give up on this op: a blocker if a searchable channel reaches it."""
         self._w.block(self.node, what or self.op)

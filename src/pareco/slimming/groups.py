@@ -81,6 +81,35 @@ class Groups:
         if self.live[r] is not None:
             self.mark_live(expr, self.live[r])
 
+    def _bound_live(self, expr: Expr) -> bool:
+        return len(expr) != 1 or self.live[expr[0][0]] is not None
+
+    def split(self, expr: Expr, sizes: list[int]) -> list[Expr] | None:
+        """Cut ``expr`` into consecutive pieces of ``sizes`` elements, splitting a group that a
+        cut falls inside into two (bound to the parts); None where a cut falls inside a channel.
+        """
+        offset = 0
+        for size in sizes[:-1]:
+            offset += size
+            start = 0
+            for g, per in self.resolve(expr):
+                n = self.size[g] * per
+                if start < offset < start + n:
+                    if (offset - start) % per:
+                        return None
+                    c = (offset - start) // per
+                    self.bind(g, ((self.new(c), 1), (self.new(self.size[g] - c), 1)))
+                    break
+                start += n
+        pieces, current, filled = [], [], 0
+        for g, per in self.resolve(expr):
+            current.append((g, per))
+            filled += self.size[g] * per
+            if filled == sizes[len(pieces)]:
+                pieces.append(tuple(current))
+                current, filled = [], 0
+        return pieces if len(pieces) == len(sizes) and not current else None
+
     def unify(self, a: Expr, b: Expr) -> tuple[Expr, bool]:
         """Tie two channel expressions of equal total size; False when their segments do not
         line up (both are then fixed)."""
@@ -93,16 +122,13 @@ class Groups:
             for (ga, _), (gb, _) in zip(a, b):
                 self.union(ga, gb)
             return self.resolve(a), True
-        for one, other in ((a, b), (b, a)):
+        # One side a single group: read it as the other's segments (a weight reading a
+        # concatenation, a gate over a grouped conv's output); the one not yet met by an
+        # activation first, as that keeps the activations' groups whole.
+        for one, other in sorted(((a, b), (b, a)), key=lambda p: self._bound_live(p[0])):
             ((g, per),) = one if len(one) == 1 else ((None, 0),)
-            if (
-                g is not None
-                and self.live[g] is None
-                and all(p % per == 0 and g2 != g for g2, p in other)
-            ):
-                self.binding[g] = tuple((g2, p // per) for g2, p in other)
-                if self.fixed[g]:
-                    self.fix(other)
+            if g is not None and all(p % per == 0 and g2 != g for g2, p in other):
+                self.bind(g, tuple((g2, p // per) for g2, p in other))
                 return self.resolve(other), True
         self.fix(a)
         self.fix(b)

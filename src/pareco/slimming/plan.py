@@ -114,7 +114,11 @@ def build(
         if not changed:
             break
     roots = sorted(
-        {g.find(i) for i in range(len(g.parent)) if g.find(i) == i and searchable(i)},
+        {
+            i
+            for i in range(len(g.parent))
+            if g.find(i) == i and i not in g.binding and searchable(i)
+        },
         key=lambda r: (g.live[r], r),
     )
     col = {r: i for i, r in enumerate(roots)}
@@ -155,11 +159,17 @@ def build(
     cuts: list[_Cut] = []
     by_module: dict[str, list[str]] = {}
     fixed_roots = sorted(
-        {g.find(i) for i in range(len(g.parent)) if g.live[g.find(i)] is not None} - set(roots),
+        {
+            r
+            for r in (g.find(i) for i in range(len(g.parent)))
+            if g.live[r] is not None and r not in g.binding
+        }
+        - set(roots),
         key=lambda r: (g.live[r], r),
     )
     members: dict[int, list[str]] = {r: [] for r in roots + fixed_roots}
     consumers: dict[int, list[str]] = {r: [] for r in roots + fixed_roots}
+    unit: dict[int, int] = {}
     order = sorted(walk.param_dims, key=lambda f: walk.param_first_use.get(f, 1 << 60))
     for fqn in order:
         info = walk.param_dims[fqn]
@@ -170,11 +180,13 @@ def build(
             cuts.append(_Cut(model.get_submodule(owner), tensor, dims))
             by_module.setdefault(owner, []).append(tensor)
         for d, e in info.items():
-            for r, _ in g.resolve(e):
+            for r, per in g.resolve(e):
                 target = members if d == 0 else consumers if d == 1 else None
                 label = owner or fqn
                 if target is not None and r in target and label not in target[r]:
                     target[r].append(label)
+                    if d == 0 and r not in unit:  # channels per unit in the group's producer
+                        unit[r] = per
     switch = SliceSwitch()
     for owner, tensors in by_module.items():
         make_sliceable(model.get_submodule(owner), tuple(tensors), switch)
@@ -186,7 +198,9 @@ def build(
 
     def group(r: int, searchable: bool) -> ChannelGroup:
         name = members[r][0] if members[r] else f"group{col[r]}" if searchable else "input"
-        return ChannelGroup(name, g.size[r], tuple(members[r]), tuple(consumers[r]), searchable)
+        return ChannelGroup(
+            name, g.size[r], tuple(members[r]), tuple(consumers[r]), searchable, unit.get(r, 1)
+        )
 
     space = WidthSpace(
         tuple(group(r, True) for r in roots),

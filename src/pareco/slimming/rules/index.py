@@ -49,16 +49,41 @@ def narrow(ctx: RuleContext) -> None:
 
 
 @register_rule(
-    "aten::split", "aten::split_with_sizes", "aten::chunk", "aten::tensor_split",
-    "aten::_split", "aten::_split_with_sizes", "aten::_chunk", "aten::_tensor_split",
+    "aten::split", "aten::split_with_sizes", "aten::tensor_split",
+    "aten::_split", "aten::_split_with_sizes", "aten::_tensor_split",
 )  # fmt: skip
 def split(ctx: RuleContext) -> None:
-    """Splits into pieces; on a channel dimension the channels are kept at full width."""
+    """Splits whose sizes are written in the code (``split(x, 8)``, ``split(x, [8, 8])``): the
+    sub-network would split at the same sizes, so a channel dimension is kept at full width."""
     node = ctx.node
     dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
     pieces = ctx.output_value()
     out = slice_like(ctx, dim, len(pieces) == 1, False)
     ctx.set_output([dict(out) for _ in pieces])
+
+
+@register_rule("aten::chunk", "aten::_chunk", "aten::tensor_split.sections")
+def chunk(ctx: RuleContext) -> None:
+    """``chunk(k)`` splits into ``k`` equal pieces at every width: on a channel dimension each
+    piece becomes its own segment, and the pieces are tied (equal widths), so the sub-network's
+    chunks are the first channels of the full ones (CSP blocks, ShuffleNet's channel split)."""
+    node = ctx.node
+    x = node.args[0]
+    k = node.args[1]
+    dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+    xi, xs = ctx.dims(x), ctx.shape(x)
+    dim %= len(xs)
+    pieces = ctx.output_value()
+    if dim not in xi or not isinstance(k, int) or len(pieces) != k or k == 1 or xs[dim] % k:
+        return split(ctx)
+    size = xs[dim] // k
+    parts = ctx.split(xi[dim], [size] * k)
+    if parts is None:
+        return split(ctx)
+    e = parts[0]
+    for p in parts[1:]:
+        e = ctx.tie([(e, size), (p, size)], size, "chunks that pareco does not follow")
+    ctx.set_output([{**xi, dim: e} for _ in pieces])
 
 
 @register_rule("aten::unbind", "aten::_unbind")

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from pareco.slimming.context import RuleContext
+from pareco.slimming.groups import Expr
 from pareco.slimming.registry import register_rule
 
 
@@ -47,8 +48,18 @@ def _conv(ctx: RuleContext, transposed: bool, groups: int) -> None:
                 {0: e} if e is not None else None, "a depthwise conv whose weight is computed"
             )
     else:
-        ctx.keep_full({1: xi[1]} if 1 in xi else None, f"a grouped conv (groups={groups})")
-        ctx.keep_full(ctx.dims(w), f"a grouped conv (groups={groups})")
+        units = _whole_groups(ctx, xi.get(1), cin, cout, groups) if wout is not None else None
+        owner = ctx.parameter_owner(w)
+        if units is None or owner is None:
+            why = f"a grouped conv (groups={groups})"
+            if units is not None:
+                why += " whose weight is computed"
+            ctx.keep_full({1: xi[1]} if 1 in xi else None, why)
+            ctx.keep_full(ctx.dims(w), why)
+        else:
+            unit_expr, out_expr = units
+            wout = ctx.unify(wout, out_expr)
+            ctx.set_attribute(owner, "groups", unit_expr, "groups")
     wi = ctx.dims(w)
     if b is not None and wout is not None:
         bi = ctx.dims(b)
@@ -58,6 +69,32 @@ def _conv(ctx: RuleContext, transposed: bool, groups: int) -> None:
     ctx.set_output({1: wi[0]} if wi.get(0) is not None else {})
     spatial = math.prod(out_shape[2:])
     ctx.add_macs([ctx.size_of(w, d) for d in range(len(ws))], spatial * out_shape[0])
+
+
+def _whole_groups(
+    ctx: RuleContext, x: Expr | None, cin: int, cout: int, groups: int
+) -> tuple[Expr, Expr] | None:
+    """A grouped conv sliced in whole groups: its input read in units of ``cin/groups``
+    channels, its output in units of ``cout/groups``. Returns the units (an expression whose
+    size is the number of groups) and the output's expression, or None when the input's
+    segments do not fall on whole groups."""
+    if x is None:
+        return None
+    ci, co = cin // groups, cout // groups
+    units, out = [], []
+    for g, per in ctx.resolve(x):
+        if per % ci == 0:
+            units.append((g, per // ci))
+            out.append((g, per // ci * co))
+        elif ci % per == 0 and ctx.group_size(g) % (ci // per) == 0:
+            r = ci // per
+            ((u, _),) = ctx.new_group(ctx.group_size(g) // r)
+            ctx.bind(g, ((u, r),))
+            units.append((u, 1))
+            out.append((u, co))
+        else:
+            return None
+    return tuple(units), tuple(out)
 
 
 @register_rule("aten::conv1d", "aten::conv2d", "aten::conv3d")

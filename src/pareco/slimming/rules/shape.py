@@ -51,12 +51,23 @@ def reshape_info(ctx: RuleContext, xi: Info, a: tuple, b: tuple) -> Info:
         elif len(src_dims) == 1:  # unflatten: the channel comes back as the outer dimension
             inner = math.prod(b[d] for d in dst_dims[1:])
             segs = ctx.resolve(xi[src_dims[0]])
+            parts = None
             if all(p % inner == 0 for _, p in segs):
                 out[dst_dims[0]] = tuple((g, p // inner) for g, p in segs)
-            else:
+            elif len(dst_dims) == 2:  # (G, C/G): G equal parts, the channel inside (a shuffle)
+                parts = ctx.split(xi[src_dims[0]], [inner] * b[dst_dims[0]])
+            if parts is not None:
+                e = parts[0]
+                for p in parts[1:]:
+                    e = ctx.tie([(e, inner), (p, inner)], inner, "a reshape into unequal parts")
+                out[dst_dims[1]] = e
+            elif dst_dims[0] not in out:
                 ctx.keep_full(
                     {d: xi[d] for d in tracked}, "a reshape splits channels (heads, a shuffle)"
                 )
+        elif len(dst_dims) == 1 and tracked == [src_dims[-1]]:  # (G, C) flattened: G copies
+            outer = math.prod(a[d] for d in src_dims[:-1])
+            out[dst_dims[0]] = ctx.resolve(xi[src_dims[-1]]) * outer
         else:
             ctx.keep_full(
                 {d: xi[d] for d in tracked}, "a reshape mixes channels with another dimension"
