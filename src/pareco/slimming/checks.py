@@ -33,12 +33,17 @@ def _count(module: nn.Module, args: tuple, kwargs: dict) -> tuple[float, Any]:
 
 @contextlib.contextmanager
 def _state_kept(module: nn.Module) -> Iterator[None]:
-    saved = {k: v.clone() for k, v in module.state_dict().items()}
+    """Buffers (BN statistics, counters) and the RNG as they were: the forwards inside run
+    without gradients, so only buffers can change (copying every weight cost a wide model more
+    than the forwards)."""
+    saved = {k: v.clone() for k, v in module.named_buffers()}
     rng = torch.get_rng_state()
     try:
         yield
     finally:
-        module.load_state_dict(saved)
+        with torch.no_grad():
+            for k, v in module.named_buffers():
+                v.copy_(saved[k])
         torch.set_rng_state(rng)
 
 

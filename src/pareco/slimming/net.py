@@ -6,6 +6,7 @@ import contextlib
 import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -172,9 +173,29 @@ class SlimmableNet(nn.Module):
 
 
 def _materialize(net: SlimmableNet) -> nn.Module:
-    sub = copy.deepcopy(net.module)
+    """A copy of the model with its active slices as dense tensors. Each sliced tensor is copied
+    as its slice (through ``deepcopy``'s memo), never whole: the full weights of a wide model
+    are not copied only to be cut."""
+    memo: dict[int, Any] = {}
+    before = net._switch.active
+    net._switch.active = True
+    try:
+        for m in net._sliceable:
+            for name in m.__dict__["_pareco_names"]:
+                is_param = name in m._parameters
+                full = m._parameters.get(name) if is_param else m._buffers.get(name)
+                t = getattr(m, name)
+                if full is None or t is full:
+                    continue
+                small = t.detach().clone()
+                memo[id(full)] = nn.Parameter(small, full.requires_grad) if is_param else small
+            m.__dict__["_pareco_gathered"].clear()  # read, not updated: nothing to write back
+    finally:
+        net._switch.active = before
+    sub = copy.deepcopy(net.module, memo)
     for m in sub.modules():
         if is_sliceable(m):
+            m.__dict__["_pareco_cuts"] = {}  # its tensors are the slices already
             to_plain(m)
     sub.train(net.training)
     sub._pareco_example = net._example  # lets pareco.export.save trace it without being told
