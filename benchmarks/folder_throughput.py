@@ -29,7 +29,7 @@ import torch
 from pareco.data import load_streamed_folder
 from pareco.data.generated import write_image_folder
 from pareco.sandwich import sandwich_backward
-from pareco.slim import slim
+from pareco.slimming import slim
 
 
 def loader_alone(root: Path, size: int, workers: int, batch: int, batches: int) -> float:

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 import pareco
 from pareco import models as zoo
-from pareco.slim import flop_counter
+from pareco.slimming import flop_counter
 
 CLASSES = 10
 REALLY = 0.56

@@ -189,7 +189,7 @@ class ShuffleNet(nn.Module):
 
 # --- grouped convs, norms, permutes, gates, depth ------------------------------------------------
 class ResNeXtNet(nn.Module):
-    """A bottleneck with a grouped 3x3 (kept at full width) and a residual stream."""
+    """A bottleneck with a grouped 3x3 (sliced in whole groups) and a residual stream."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -344,9 +344,9 @@ GALLERY = {
     "functional": (FunctionalNet, (1, 3, 10, 10), 0.45),
     "densenet": (DenseNet, (1, 3, 10, 10), 0.35),
     "inception": (InceptionNet, (1, 3, 10, 10), 0.35),
-    "chunk": (ChunkNet, (1, 3, 10, 10), 0.7),
-    "shuffle": (ShuffleNet, (1, 3, 10, 10), 0.7),
-    "resnext": (ResNeXtNet, (1, 3, 10, 10), 0.7),
+    "chunk": (ChunkNet, (1, 3, 10, 10), 0.3),
+    "shuffle": (ShuffleNet, (1, 3, 10, 10), 0.4),
+    "resnext": (ResNeXtNet, (1, 3, 10, 10), 0.4),
     "groupnorm": (GroupNormNet, (1, 3, 10, 10), 0.5),
     "convnext": (ConvNeXtBlockNet, (1, 3, 16, 16), 0.5),
     "gates": (GateNet, (1, 3, 10, 10), 0.35),

@@ -16,13 +16,14 @@ from pareco.latency import LatencyError
 from pareco.model_path import ModelSpecError
 from pareco.rundir import Interrupted, NonFiniteState, RunDirError
 from pareco.search.history import HistoryFileError
+from pareco.slimming import SlimError
 from pareco.trainer import NonFiniteLoss
 from pareco.weights import WeightsError
 
 ERRORS = [
     cli.UserError, CheckpointError, ConfigError, DatasetError, ExportError, FrontError,
     HistoryFileError, ModelSpecError, RunDirError, NonFiniteState, Interrupted, RunError,
-    NonFiniteLoss, UnknownMetric, LatencyError, WeightsError,
+    NonFiniteLoss, UnknownMetric, LatencyError, WeightsError, SlimError,
 ]  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from pareco.config import ConfigError, TrainConfig
 from pareco.front import build_front
 from pareco.run import load_run
 from pareco.sandwich import label_loss, sandwich_backward
-from pareco.slim import slim
+from pareco.slimming import slim
 from pareco.weights import WeightsError, load_init_weights, read_state_dict
 
 

@@ -281,11 +281,14 @@ class _MostlyFixed(torch.nn.Module):
         super().__init__()
         self.small = torch.nn.Conv2d(3, 4, 1)
         self.wide = torch.nn.Conv2d(4, 64, 1)
-        self.grouped = torch.nn.Conv2d(64, 64, 3, padding=1, groups=4)
+        self.norm = torch.nn.GroupNorm(4, 64)  # 4 groups of 16 channels: kept at full width
+        self.conv = torch.nn.Conv2d(64, 64, 3, padding=1)
+        self.norm2 = torch.nn.GroupNorm(4, 64)
         self.fc = torch.nn.Linear(64, 2)
 
     def forward(self, x):
-        return self.fc(self.grouped(self.wide(self.small(x))).mean((2, 3)))
+        x = self.norm2(self.conv(self.norm(self.wide(self.small(x)))))
+        return self.fc(x.mean((2, 3)))
 
 
 def test_nothing_to_search_is_said():
@@ -295,6 +298,23 @@ def test_nothing_to_search_is_said():
 
 
 def test_a_tiny_saving_is_said():
-    with pytest.warns(UserWarning, match=r"keeps 9\d% of the MACs.*grouped conv"):
+    with pytest.warns(UserWarning, match=r"keeps (9\d|100)% of the MACs.*GroupNorm"):
         net = pareco.slim(_MostlyFixed(), torch.randn(1, 3, 8, 8))
+    assert net.space.dim == 1
+
+
+def test_a_bare_dict_example_is_read_as_keywords_and_the_error_says_how_to_pass_it_positionally():
+    class TakesDict(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+            self.head = torch.nn.Conv2d(8, 4, 1)
+
+        def forward(self, batch):
+            return self.head(torch.relu(self.conv(batch["image"]))).mean((2, 3))
+
+    example = {"image": torch.randn(1, 3, 8, 8)}
+    with pytest.raises(SlimError, match=r"pass \(batch_dict,\) to give the model one dict"):
+        pareco.slim(TakesDict(), example)
+    net = pareco.slim(TakesDict(), (example,))
     assert net.space.dim == 1

@@ -9,7 +9,7 @@ from gallery import GALLERY, DenseNet, TwoInputNet
 
 import pareco
 from pareco import export
-from pareco.slim import flop_counter
+from pareco.slimming import flop_counter
 
 _cache: dict = {}
 
@@ -116,10 +116,35 @@ def test_concatenation_slices_each_segment():
     assert net.export(net.space.uniform(0.5)).norm.weight.shape == (4 + 3 + 3 + 3,)
 
 
-@pytest.mark.parametrize("name", ["chunk", "shuffle", "resnext", "groupnorm", "vit"])
+@pytest.mark.parametrize("name", ["groupnorm", "vit"])
 def test_what_cannot_shrink_is_kept_with_a_note(name):
     _, net, _ = built(name)
     assert net.notes and all("full width" in n for n in net.notes)
+
+
+@pytest.mark.parametrize("name", ["chunk", "shuffle", "resnext"])
+def test_chunks_shuffles_and_grouped_convs_shrink(name):
+    _, net, _ = built(name)
+    assert not net.notes, net.notes
+
+
+def test_grouped_conv_is_sliced_in_whole_groups():
+    _, net, _ = built("resnext")
+    (group,) = [g for g in net.space.groups if "grouped.0" in g.members]
+    assert (group.size, group.unit) == (4, 4)  # 4 groups of 4 channels
+    assert "4 x 4 ch" in net.space.describe()
+    alpha = torch.ones(net.space.dim, dtype=torch.float64)
+    alpha[net.space.groups.index(group)] = 0.5
+    sub = net.export(alpha)
+    assert sub.grouped[0].groups == 2 and sub.grouped[0].weight.shape == (8, 4, 3, 3)
+    assert pareco.WidthSpace.from_json(net.space.to_json()) == net.space
+
+
+def test_channel_split_and_shuffle_are_sliced_per_segment():
+    _, net, _ = built("shuffle")
+    sub = net.export(net.space.uniform(0.5))
+    # the stem's two halves shrink alike (chunk), the shuffle keeps the branch as wide as them
+    assert sub.stem[0].out_channels == 8 and sub.branch[3][0].out_channels == 4
 
 
 def test_tuple_and_keyword_inputs():

@@ -22,8 +22,7 @@ from pareco.recalibrate import recalibrate_bn
 from pareco.run import Run, load_run
 from pareco.samplers import make_sampler
 from pareco.sandwich import sandwich_backward, soft_cross_entropy
-from pareco.slim import SlimError, SlimmableNet
-from pareco.slim import slim as slim  # the function shadows the module name on purpose
+from pareco.slimming import RuleContext, SlimError, SlimmableNet, register_rule, slim
 from pareco.sort_channels import SortReport
 from pareco.sort_channels import sort_channels as sort_channels  # shadows the module, as slim
 from pareco.space import ChannelGroup, WidthSpace
@@ -34,6 +33,7 @@ __all__ = [
     "ChannelGroup",
     "FrontPoint",
     "ParecoError",
+    "RuleContext",
     "Run",
     "SlimError",
     "SlimmableNet",
@@ -50,6 +50,7 @@ __all__ = [
     "make_sampler",
     "models",
     "recalibrate_bn",
+    "register_rule",
     "sandwich_backward",
     "score_widths",
     "slim",

@@ -14,7 +14,7 @@ from pareco.data.registry import USER_LOADERS
 from pareco.data.source import DataSource
 from pareco.data.streamed import StreamedFolder, load_streamed_folder
 from pareco.model_path import resolve_model
-from pareco.slim import SlimmableNet, slim
+from pareco.slimming import SlimmableNet, slim
 
 
 def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:

@@ -19,13 +19,9 @@ class UserError(ParecoError):
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    """What ``main`` prints as one line (exit 2): every :class:`ParecoError`.
-
-    ``SlimError`` is listed until ``pareco.slim`` derives it from ``ParecoError`` too.
-    """
-    from pareco.slim import SlimError
-
-    return (ParecoError,) if issubclass(SlimError, ParecoError) else (ParecoError, SlimError)
+    """What ``main`` prints as one line (exit 2): every :class:`ParecoError` (``SlimError``,
+    ``ConfigError``, ``RunError``, ...)."""
+    return (ParecoError,)
 
 
 def parse_size(text: str) -> tuple[int, int, int]:

@@ -22,7 +22,7 @@ from pareco.errors import ParecoError
 
 if TYPE_CHECKING:
     from pareco.latency import LatencyModel
-    from pareco.slim import SlimmableNet
+    from pareco.slimming import SlimmableNet
 
 
 class UnknownMetric(ParecoError, ValueError):

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from pareco.distributed import DistContext, all_reduce_sum, average_bn_statistics
 from pareco.recalibrate import bn_layers, recalibrate_bn
-from pareco.slim import SlimmableNet
+from pareco.slimming import SlimmableNet
 
 __all__ = ["EvalResult", "evaluate", "recalibrate_bn", "score_widths"]
 

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from pareco.evaluate import evaluate
 from pareco.samplers import ParecoSampler, Sampler
-from pareco.slim import SlimmableNet
+from pareco.slimming import SlimmableNet
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pareco.data.registry import USER_LOADERS
 from pareco.data.source import DataSource
 from pareco.errors import RunError
 from pareco.run import Run, load_run, register_run_sources
-from pareco.slim import SlimmableNet, slim
+from pareco.slimming import SlimmableNet, slim
 
 
 def fit(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from pareco.slim import SlimmableNet
+from pareco.slimming import SlimmableNet
 
 
 def bn_layers(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

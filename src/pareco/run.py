@@ -19,7 +19,7 @@ from pareco.config import TrainConfig
 from pareco.data.registry import USER_LOADERS
 from pareco.data.source import DataSource
 from pareco.errors import RunError
-from pareco.slim import SlimmableNet
+from pareco.slimming import SlimmableNet
 
 
 @dataclass

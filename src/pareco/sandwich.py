@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pareco.slim import SlimmableNet
+from pareco.slimming import SlimmableNet
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pareco.slim import SlimmableNet
+from pareco.slimming import SlimmableNet
 
 CRITERIA = ("l1", "l2", "bn", "taylor")
 #: Settings a config accepts: ``auto`` = ``bn`` (``l1`` where a group has no norm).

@@ -25,10 +25,15 @@ class ChannelGroup:
 
     Attributes:
         name: the first layer that produces the group (or ``"input"``).
-        size: full number of channels.
+        size: full number of channels, counted in units (see ``unit``): what a multiplier
+            scales and what :meth:`WidthSpace.channels` returns.
         members: every layer whose output channels belong to the group, in graph order.
         consumers: every layer that reads the group as its input channels.
         searchable: False for groups held at full width.
+        unit: channels per unit in the group's first member: 1 for most groups; ``k`` when
+            the group is sliced ``k`` channels at a time (the input of a grouped conv whose
+            groups hold ``k`` channels each, sliced in whole groups). The first member has
+            ``size * unit`` channels.
     """
 
     name: str
@@ -36,6 +41,7 @@ class ChannelGroup:
     members: tuple[str, ...] = ()
     consumers: tuple[str, ...] = ()
     searchable: bool = True
+    unit: int = 1
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,9 @@ class WidthSpace:
     """The searchable groups of a network and how a multiplier becomes a channel count.
 
     Channels of group g at multiplier a: ``max(round_to, floor(a * size_g / round_to) * round_to)``,
-    capped at ``size_g`` — the first channels are kept, so sub-networks are nested.
+    capped at ``size_g`` — the first channels are kept, so sub-networks are nested. For a group
+    counted in units of ``k`` channels (``ChannelGroup.unit``) the step is ``ceil(round_to / k)``
+    units, so that every step is at least ``round_to`` channels.
     """
 
     groups: tuple[ChannelGroup, ...]
@@ -51,6 +59,7 @@ class WidthSpace:
     min_multiplier: float = 0.42
     round_to: int = 1
     _sizes: Tensor = field(init=False, repr=False, compare=False)
+    _steps: Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_multiplier <= 1.0:
@@ -59,6 +68,8 @@ class WidthSpace:
             raise ValueError(f"round_to must be a positive integer, got {self.round_to}")
         sizes = torch.tensor([g.size for g in self.groups], dtype=torch.float64)
         object.__setattr__(self, "_sizes", sizes)
+        steps = [-(-self.round_to // g.unit) for g in self.groups]
+        object.__setattr__(self, "_steps", torch.tensor(steps, dtype=torch.float64))
 
     @property
     def dim(self) -> int:
@@ -112,9 +123,9 @@ class WidthSpace:
             int64 tensor of the same shape as ``alpha``.
         """
         a = self.check(alpha)
-        r = float(self.round_to)
+        r = self._steps
         c = torch.floor(a * self._sizes / r + _FLOOR_EPS) * r
-        c = torch.minimum(torch.clamp(c, min=r), self._sizes)
+        c = torch.minimum(torch.maximum(c, r), self._sizes)
         # alpha = 1 is the full group even when its size is not a multiple of round_to.
         c = torch.where(a >= 1.0, self._sizes, c)
         return torch.clamp(c, min=1.0).to(torch.int64)
@@ -143,11 +154,15 @@ class WidthSpace:
             f"[{self.min_multiplier}, 1], round_to={self.round_to}"
         ]
         width = max([len(g.name) for g in (*self.groups, *self.fixed)] + [4])
+
+        def size(g: ChannelGroup) -> str:
+            return f"{g.size:>5} ch" if g.unit == 1 else f"{g.size:>5} x {g.unit} ch"
+
         for i, g in enumerate(self.groups):
-            lines.append(f"  [{i:>2}] {g.name:<{width}} {g.size:>5} ch  {', '.join(g.members)}")
+            lines.append(f"  [{i:>2}] {g.name:<{width}} {size(g)}  {', '.join(g.members)}")
         for g in self.fixed:
             members = ", ".join(g.members) if g.members else "-"
-            lines.append(f"  [fx] {g.name:<{width}} {g.size:>5} ch  {members}")
+            lines.append(f"  [fx] {g.name:<{width}} {size(g)}  {members}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -173,6 +188,7 @@ class WidthSpace:
                 members=tuple(g.get("members", ())),
                 consumers=tuple(g.get("consumers", ())),
                 searchable=bool(g.get("searchable", True)),
+                unit=int(g.get("unit", 1)),
             )
 
         return cls(

@@ -41,7 +41,7 @@ from pareco.samplers import (
 )
 from pareco.sandwich import label_loss, loss_names, sandwich_backward
 from pareco.schedule import sgd, warmup_decay
-from pareco.slim import SlimmableNet
+from pareco.slimming import SlimmableNet
 from pareco.sort_channels import sort_channels
 from pareco.weights import WeightsError, load_init_weights
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from pareco.slim import SlimmableNet
+    from pareco.slimming import SlimmableNet
 
 ACTIVATIONS = {
     nn.ReLU: "relu",

@@ -34,7 +34,7 @@ from pareco.space import WidthSpace
 
 if TYPE_CHECKING:
     from pareco.latency.runtime import Runtime
-    from pareco.slim import SlimmableNet
+    from pareco.slimming import SlimmableNet
 
 TABLE_FORMAT = "pareco-latency-table"
 TABLE_VERSION = 1
