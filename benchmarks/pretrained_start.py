@@ -8,7 +8,7 @@ On real Fashion-MNIST (a training subset, a validation split carved from it, the
 3. *fine-tune* (ResNet-20 only, on the first 4,000 of the base model's training images): Slim
    and PareCO runs of 1 and 2 epochs from the base model (sorted by ``taylor``, with in-place
    distillation or distillation from the frozen original), against the same epochs from scratch
-   and from scratch at 3x the 1-epoch rows (3 epochs); each run's
+   and from scratch at 3x the epochs (3 and 6); each run's
    front (pareco.front.build_front: selected on validation, reported on test) gives the test
    accuracy of the best front point within 25/50/75/100% of the full network's FLOPs (on the
    first 2,000 test images, to keep the fronts' evaluation within the time).
@@ -189,11 +189,11 @@ def zero_shot(name: str, splits, weights: Path) -> None:
 # --- 3. fine-tuning ------------------------------------------------------------------------------
 def finetune_rows() -> list[dict]:
     """In the order they are run: what matters most first (1 epoch, its 3x from scratch, then
-    2 epochs)."""
+    2 epochs and its 3x from scratch)."""
     rows = []
-    for epochs in (1, 3, 2):
+    for epochs in (1, 3, 2, 6):
         for method in ("slim", "pareco"):
-            starts = ("scratch",) if epochs == 3 else ("sorted", "scratch", "sorted+teacher")
+            starts = ("scratch",) if epochs in (3, 6) else ("sorted", "scratch", "sorted+teacher")
             rows += [{"method": method, "epochs": epochs, "start": s} for s in starts]
     return rows
 
