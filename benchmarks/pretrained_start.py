@@ -51,7 +51,8 @@ SEED = 0
 TRAIN_SUBSET = 10_000  # the base models' training images
 FINETUNE_SUBSET = 4_000  # the slimmable runs train on the first 4,000 of them
 FINETUNE_TEST = 2_000  # and their fronts report on the first 2,000 test images
-FINETUNE_SORT = "taylor"  # the best criterion zero-shot on ResNet-20 (docs/pretrained.md)
+# the best criterion zero-shot on each model (docs/pretrained.md)
+FINETUNE_SORT = {"resnet20": "taylor", "dwnet": "bn"}
 VAL_SIZE = 2_000
 BATCH = 128
 WIDTHS = (0.42, 0.6, 0.8, 1.0)
@@ -195,12 +196,17 @@ def finetune_rows() -> list[dict]:
         for method in ("slim", "pareco"):
             starts = ("scratch",) if epochs in (3, 6) else ("sorted", "scratch", "sorted+teacher")
             rows += [{"method": method, "epochs": epochs, "start": s} for s in starts]
+    # the depthwise model: the same starts at 1 and 2 epochs (no 3x rows)
+    for epochs in (1, 2):
+        for method in ("slim", "pareco"):
+            rows += [{"model": "dwnet", "method": method, "epochs": epochs, "start": s}
+                     for s in ("sorted", "scratch", "sorted+teacher")]  # fmt: skip
     return rows
 
 
 def row_name(row: dict) -> str:
     start = row["start"].replace("+", "-")
-    return f"finetune-resnet20-{row['method']}-{start}-e{row['epochs']}"
+    return f"finetune-{row.get('model', 'resnet20')}-{row['method']}-{start}-e{row['epochs']}"
 
 
 def finetune(splits, weights: Path, row: dict) -> None:
@@ -208,9 +214,10 @@ def finetune(splits, weights: Path, row: dict) -> None:
     if out.is_file():
         return
     run_dir = RUNS / row_name(row)
+    model_name = row.get("model", "resnet20")
     pretrained = row["start"] != "scratch"
     options = dict(
-        model_kwargs={"width": 8}, method=row["method"], epochs=row["epochs"], batch_size=BATCH,
+        model_kwargs={"width": 8} if model_name == "resnet20" else {}, method=row["method"], epochs=row["epochs"], batch_size=BATCH,
         lr=FINETUNE_LR if pretrained else SCRATCH_LR,
         warmup_epochs=0.1 if pretrained else 0.2,
         # from scratch, the repository's recipe for short runs (configs/fmnist_quick.yaml): the
@@ -220,7 +227,7 @@ def finetune(splits, weights: Path, row: dict) -> None:
         device="cpu",
     )  # fmt: skip
     if pretrained:
-        options.update(init_weights=str(weights), sort_channels=FINETUNE_SORT)
+        options.update(init_weights=str(weights), sort_channels=FINETUNE_SORT[model_name])
         if row["start"] == "sorted+teacher":
             options["teacher"] = "original"
     resume = (run_dir / "checkpoint.pt").exists()
@@ -228,7 +235,8 @@ def finetune(splits, weights: Path, row: dict) -> None:
         run = None
     else:
         start = time.perf_counter()
-        run = pareco.fit("resnet20", splits, out=run_dir, resume=resume, **options)
+        model = "resnet20" if model_name == "resnet20" else make_model(model_name)
+        run = pareco.fit(model, splits, out=run_dir, resume=resume, **options)
         print(f"{row_name(row)}: trained in {time.perf_counter() - start:.0f}s", flush=True)
     run = run or load_run(run_dir)
     front = build_front(run, sweep=FRONT_SWEEP, progress=False)
@@ -257,7 +265,7 @@ def run(args: argparse.Namespace) -> None:
             test=dataclasses.replace(test, x=test.x[:FINETUNE_TEST], y=test.y[:FINETUNE_TEST]),
         )
         for row in finetune_rows():
-            finetune(small, weights, row)
+            finetune(small, dw if row.get("model") == "dwnet" else weights, row)
     print(f"done in {time.perf_counter() - start:.0f}s", flush=True)
 
 
@@ -288,14 +296,19 @@ def report(args: argparse.Namespace) -> None:
             lines.append("")
     ft = [RESULTS / f"{row_name(r)}.json" for r in finetune_rows()]
     ft = [json.loads(p.read_text()) for p in ft if p.is_file()]
-    if ft:
-        lines += ["| method | start | epochs | 25% FLOPs | 50% | 75% | 100% |",
+    order = {"sorted": 0, "sorted+teacher": 1, "scratch": 2}
+    for name in ("resnet20", "dwnet"):
+        rows = [r for r in ft if r.get("model", "resnet20") == name]
+        if not rows:
+            continue
+        lines += [f"**{name}** fine-tuning:", "",
+                  "| method | start | epochs | 25% FLOPs | 50% | 75% | 100% |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
-        order = {"sorted": 0, "sorted+teacher": 1, "scratch": 2}
-        ft.sort(key=lambda r: (r["method"] != "slim", r["epochs"], order[r["start"]]))
-        for r in ft:
+        rows.sort(key=lambda r: (r["method"] != "slim", r["epochs"], order[r["start"]]))
+        for r in rows:
             accs = " | ".join(_pct(e["test_accuracy"]) for e in r["accuracy_at"])
             lines.append(f"| {r['method']} | {r['start']} | {r['epochs']} | {accs} |")
+        lines.append("")
     print("\n".join(lines))
 
 
