@@ -397,12 +397,16 @@ def report(
     title: str = "Method comparison on Fashion-MNIST (paired seeds)",
     command: str = "python benchmarks/compare_methods.py",
     note: str = "",
+    jobs: int = 2,
 ) -> None:
     summaries = [refresh_metrics(json.loads(p.read_text())) for p in sorted(folder.glob("s*.json"))]
     if not summaries:
         raise SystemExit(f"no summaries in {folder}: run `compare_methods.py run` first")
     seeds = [s["seed"] for s in summaries]
     config_text = Path(config).read_text()
+    from pareco.config import read_config_file
+
+    val_size = int(read_config_file(config).get("val_size", 5000))
     try:
         config_name = Path(config).resolve().relative_to(ROOT)
     except ValueError:
@@ -434,7 +438,7 @@ def report(
             else []
         ),
         "Every run shares the model, data, epochs and trainer; each front is selected on the "
-        "5,000-image validation split and reported on the Fashion-MNIST test set (10,000 images). "
+        f"{val_size:,}-image validation split and reported on the Fashion-MNIST test set (10,000 images). "
         "AUC = area under the test-error–cost-ratio curve over the common cost range [cost of the "
         "smallest network, 1]; lower is better. At cost c the step curve is the test error of the "
         "front point chosen *on validation* within c (the point `pareco export` would ship); the "
@@ -502,12 +506,12 @@ def report(
     out += ["## Wall time and search statistics", "",
             "Job-seconds per seed (each training once, TwoStage's two stage-two searches, the "
             "evaluation): " + ", ".join(f"seed {s['seed']} {j:.0f} s" for s, j in
-            zip(summaries, job_seconds)) + f". At two jobs side by side, the quietest seed (fewest job-seconds) gives "
-            f"{min(job_seconds) / 2 / 60:.0f} min per seed, {planned * min(job_seconds) / 2 / 3600:.1f} h "
+            zip(summaries, job_seconds)) + f". At {jobs} job{'s' * (jobs > 1)} at a time, the quietest seed (fewest job-seconds) gives "
+            f"{min(job_seconds) / jobs / 60:.0f} min per seed, {planned * min(job_seconds) / jobs / 3600:.1f} h "
             f"for {planned} seeds.", "",
             "Scoring images: PareCO's re-scoring of its history over the run, TwoStage's "
             "stage-two scoring (2 training batches per candidate). Wall times are as the runs "
-            "recorded them, two 1-thread jobs side by side; a run that shared the machine with "
+            f"recorded them, {jobs} one-thread job{'s' * (jobs > 1)} at a time; a run that shared the machine with "
             "other work or was paused took longer, so they are not speed figures.", "",
             "| run | train (s) | stage two (s) | proposals | distinct channel vectors | scoring images | GP proposals hit ±0.02 |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip

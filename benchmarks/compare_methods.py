@@ -236,9 +236,10 @@ def main() -> None:
     p.add_argument("--planned", type=int, default=5, help="seeds the experiment plans")
     p.add_argument("--title", default="Method comparison on Fashion-MNIST (paired seeds)")
     p.add_argument("--note", default="", help="a paragraph shown under the seeds line")
+    p.add_argument("--jobs", type=int, default=2, help="the jobs the seeds ran side by side")
     p.set_defaults(
         func=lambda a: __import__("compare_analysis").report(
-            a.summaries, a.page, a.config, a.planned, a.title, note=a.note
+            a.summaries, a.page, a.config, a.planned, a.title, note=a.note, jobs=a.jobs
         )
     )
     args = parser.parse_args()

@@ -107,3 +107,19 @@ def test_metrics_recomputed_from_points_choose_on_validation():
     assert m["auc"] == pytest.approx(0.3 * 0.25 + 0.5 * 0.4)
     assert m["auc_linear"] == pytest.approx(0.3 * (0.25 + 0.4) / 2 + 0.5 * (0.4 + 0.1) / 2)
     assert m["points"] == 3
+
+
+def test_report_reads_the_validation_size_and_jobs_it_was_given(tmp_path):
+    import json
+
+    folder = tmp_path / "summaries"
+    folder.mkdir()
+    summary = _summary(0, {"flops": 0.0, "memory": 0.0})
+    summary["runs"] = {"slim-s0": {"train_seconds": 10.0}}
+    (folder / "s0.json").write_text(json.dumps(summary))
+    config = tmp_path / "config.yaml"
+    config.write_text("model: resnet20\nval_size: 300\n")
+    report(folder, tmp_path / "results.md", config, planned=1, jobs=12)
+    text = (tmp_path / "results.md").read_text()
+    assert "selected on the 300-image validation split" in text
+    assert "12 one-thread jobs at a time" in text and "At 12 jobs at a time" in text
