@@ -12,6 +12,7 @@ Quick start::
 """
 
 from pareco import export, models
+from pareco.cost_metrics import register_cost_metric
 from pareco.errors import ParecoError
 from pareco.evaluate import evaluate, score_widths
 
@@ -50,6 +51,7 @@ __all__ = [
     "make_sampler",
     "models",
     "recalibrate_bn",
+    "register_cost_metric",
     "register_rule",
     "sandwich_backward",
     "score_widths",

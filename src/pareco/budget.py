@@ -38,6 +38,7 @@ from pareco.front import (
     point_metrics,
     predict,
 )
+from pareco.plugins import load_run_plugins
 from pareco.report import export_report, export_report_markdown
 from pareco.run import Run
 
@@ -161,6 +162,7 @@ def export_for_budget(
     report.json and report.md.
     """
     run_dir = Path(run_dir)
+    load_run_plugins(run_dir)  # the budget's metric may be one of the run's plugins
     cost = check_cost(cost)
     if fmt not in FORMATS:
         raise FrontError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from pareco import models
-from pareco.config import COSTS, METHODS, SORT_SETTINGS, data_names
+from pareco.config import METHODS, SORT_SETTINGS, cost_names, data_names
 from pareco.errors import ParecoError, RunError, first_line
 
 
@@ -77,6 +77,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 #: its learning rate. Every other key must match the run's config.json.
 RESUME_MAY_CHANGE = (
     "out",
+    "plugins",
     "lr",
     "device",
     "threads",
@@ -88,7 +89,7 @@ RESUME_MAY_CHANGE = (
 _CHOICES = {
     "data": data_names,
     "method": lambda: METHODS,
-    "cost": lambda: COSTS,
+    "cost": cost_names,
     "schedule": lambda: ("linear", "cosine"),
     "target": lambda: ("pareto", "uniform"),
     "loss_bound": lambda: ("upper", "lower"),
@@ -536,6 +537,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pareco import plugins
+
+    try:  # before the parser: a plugin's metrics and datasets appear in --help
+        plugins.load_environment()
+    except plugins.PluginError as err:
+        print(f"pareco: error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     USER_ERRORS = _user_errors()
     from pareco.rundir import Interrupted

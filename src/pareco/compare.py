@@ -23,6 +23,7 @@ from pareco.front import (
     plotted_costs,
     summary_metrics,
 )
+from pareco.plugins import load_run_plugins
 from pareco.report import compare_markdown
 
 
@@ -94,6 +95,7 @@ def compare_runs(
     for d in dirs:
         if not (d / "config.json").is_file():
             raise FrontError(f"{d} is not a pareco run directory (no config.json)")
+        load_run_plugins(d)  # a metric of the run's plugins may be the one compared
     fronts = [ensure_front(d, device=device, progress=progress) for d in dirs]
     labels = run_labels(run_dirs)
     cost = check_cost(cost or fronts[0]["cost"])

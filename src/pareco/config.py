@@ -6,6 +6,7 @@ resolved configuration is written to ``RUNDIR/config.json`` and is what ``--resu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -22,8 +23,14 @@ from pareco.cost_metrics import names as _metric_names
 from pareco.errors import ParecoError, first_line
 
 METHODS = ("slim", "twostage", "pareco")
-#: The search objectives (``cost:``), from the metric registry (``pareco.cost_metrics``).
-COSTS = _metric_names("objective")
+
+
+def cost_names() -> tuple[str, ...]:
+    """The search objectives ``cost:`` may name, read from the metric registry at call time
+    (``pareco.cost_metrics``), so a plugin's metric counts once it is imported."""
+    return _metric_names("objective")
+
+
 # inplace: the largest sub-network; original: the init_weights model, frozen; module: a module
 # given to pareco.fit(teacher=...)
 TEACHERS = ("inplace", "original", "module")
@@ -47,6 +54,8 @@ class ConfigError(ParecoError, ValueError):
 class TrainConfig:
     """Everything a training run depends on. Defaults follow the paper where it applies."""
 
+    # plugins: modules imported first (they register cost metrics, datasets, slimming rules)
+    plugins: list[str] = field(default_factory=list)
     # model and data
     model: str = "resnet20"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -115,7 +124,32 @@ class TrainConfig:
     log_every: int = 20  # steps between metrics.jsonl lines
 
     def __post_init__(self) -> None:
+        self.load_plugins()
         self.validate()
+
+    def load_plugins(self) -> None:
+        """Import the ``plugins`` modules (and ``PARECO_PLUGINS``, the installed entry points).
+
+        Raises:
+            ConfigError: a module that does not import, in one line.
+        """
+        from pareco import plugins
+
+        try:
+            plugins.load_environment()
+            plugins.load_plugins(self.plugins)
+        except plugins.PluginError as err:
+            raise ConfigError(str(err)) from None
+
+    def _import_model_module(self) -> None:
+        """A ``--model pkg.mod:fn`` module may register the metric or dataset it is used with:
+        import it before calling a name unknown (its own errors come later, from the model)."""
+        module, sep, _ = self.model.partition(":")
+        if sep and module:
+            from pareco.plugins import import_module
+
+            with contextlib.suppress(Exception):
+                import_module(module)
 
     @property
     def learning_rate(self) -> float:
@@ -135,13 +169,20 @@ class TrainConfig:
             self.method in METHODS,
             f"method must be one of {', '.join(METHODS)}, got {self.method!r}",
         )
-        need(self.cost in COSTS, f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+        costs, names = cost_names(), data_names()
+        if self.cost not in costs or self.data not in names:
+            self._import_model_module()
+            costs, names = cost_names(), data_names()
+        need(
+            self.cost in costs,
+            f"cost must be one of {', '.join(costs)}, got {self.cost!r} (a metric of your own: "
+            "register it in a module named by plugins: or --plugins)",
+        )
         need(
             self.cost != "latency" or bool(self.latency_table),
             "cost latency needs latency_table: PATH, a table measured on the target device "
             "(pareco latency-table --model MODEL --out PATH)",
         )
-        names = data_names()
         need(self.data in names, f"data must be one of {', '.join(names)}, got {self.data!r}")
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -273,6 +314,8 @@ class TrainConfig:
 
 #: One line of help per key: ``pareco train --help`` shows it with the default.
 HELP: dict[str, str] = {
+    "plugins": "modules to import first: they register cost metrics, datasets or slimming rules "
+    "(kept in the run, so resume, front and export import them again)",
     "model": "a zoo name (pareco models lists them) or package.module:factory",
     "model_kwargs": "extra arguments of the model factory, as KEY=VALUE (e.g. width=8)",
     "data": "dataset",

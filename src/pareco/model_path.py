@@ -8,10 +8,7 @@ directory is searched after ``sys.path``, so ``pareco train --model mymodels:bui
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +16,7 @@ from torch import nn
 
 from pareco import models
 from pareco.errors import ParecoError, first_line
+from pareco.plugins import import_module
 
 
 class ModelSpecError(ParecoError, ValueError):
@@ -73,7 +71,7 @@ def import_factory(spec: str) -> Callable[..., Any]:
     if not module_name or not attr:
         raise ModelSpecError(f"--model {spec!r}: an import path looks like package.module:factory")
     try:
-        module = _import(module_name)
+        module = import_module(module_name)
     except Exception as err:
         raise ModelSpecError(
             f"--model {spec}: cannot import {module_name!r} ({type(err).__name__}: "
@@ -90,18 +88,6 @@ def import_factory(spec: str) -> Callable[..., Any]:
     if not callable(target):
         raise ModelSpecError(f"--model {spec}: {attr!r} is a {type(target).__name__}, not callable")
     return target
-
-
-def _import(module_name: str) -> Any:
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        cwd = os.getcwd()
-        missing_top = err.name == module_name.split(".")[0]
-        if not missing_top or cwd in sys.path:
-            raise
-        sys.path.append(cwd)
-        return importlib.import_module(module_name)
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:

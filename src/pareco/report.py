@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pareco.cost_metrics import get_metric
-from pareco.front import COST_UNITS, front_points, point_metrics
+from pareco.front import front_points, point_metrics
 
 if TYPE_CHECKING:
     from pareco.budget import AgreementCheck
@@ -58,7 +58,7 @@ def export_report_markdown(report: Mapping[str, Any]) -> str:
         "",
         "| cost | ratio | absolute |",
         "|---|---|---|",
-        *(f"| {m} | {r[m]:.4f} | {report['costs'][m]:.6g} {COST_UNITS[m]} |" for m in r),
+        *(f"| {m} | {r[m]:.4f} | {report['costs'][m]:.6g} {get_metric(m).unit} |" for m in r),
         "",
         f"Validation accuracy {100 * report['val_accuracy']:.2f}%, "
         f"test accuracy {100 * report['test_accuracy']:.2f}% (front).",
