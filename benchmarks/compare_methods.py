@@ -28,6 +28,13 @@ sessions on this machine; `benchmarks/compare_on_gpu.sh` runs it on one GPU):
         --title "Method comparison in the paper's regime (Fashion-MNIST, 30 epochs)"
 
 `run` keeps `--jobs` processes busy at one thread each (two runs side by side on a 2-core machine).
+
+An experiment longer than a session survives the machine: `run` copies every unfinished seed's run
+directories (checkpoint, config, metrics, finished fronts; no TensorBoard files) into
+`<summaries>/in_progress/` whenever a job ends and every `--snapshot-every` minutes, and on a machine
+that lacks a run directory it starts from that copy (never over a run that is there). Commit the
+folder as it grows; `snapshot` does the same by hand, and a seed's copies are deleted once its
+summary is written.
 """
 
 from __future__ import annotations
@@ -120,6 +127,75 @@ def plan(
     return jobs
 
 
+#: Files of a run directory that a snapshot leaves out: the lock of the live process, the previous
+#: checkpoint (the current one is enough to resume), TensorBoard event files, figures.
+SNAPSHOT_SKIP = (".lock", "checkpoint.prev.pt")
+
+
+def _seed_of(name: str) -> int | None:
+    tail = name.rsplit("-s", 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else None
+
+
+def snapshot(root: Path, into: Path, summaries: Path) -> list[str]:
+    """Copy the run directories of every seed without a summary from ``root`` into ``into``.
+
+    Only top-level files are copied (``SNAPSHOT_SKIP`` and figures left out), each written to a
+    temporary name and renamed, the checkpoint first, so a copy taken while a run trains always
+    holds a whole checkpoint. Copies of summarized seeds are deleted. Returns the runs copied.
+    """
+    import shutil
+
+    copied = []
+    if into.is_dir():
+        for old in sorted(into.iterdir()):
+            seed = _seed_of(old.name)
+            if seed is not None and (summaries / f"s{seed}.json").exists():
+                shutil.rmtree(old)
+    if not root.is_dir():
+        return copied
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        seed = _seed_of(run_dir.name)
+        if seed is None or (summaries / f"s{seed}.json").exists():
+            continue
+        files = [f for f in run_dir.iterdir() if f.is_file() and f.name not in SNAPSHOT_SKIP
+                 and f.suffix != ".png" and not f.name.endswith(".tmp")]  # fmt: skip
+        if not any(f.name == "checkpoint.pt" for f in files):
+            continue  # nothing to resume from yet
+        files.sort(key=lambda f: f.name != "checkpoint.pt")
+        target = into / run_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            tmp = target / (f.name + ".tmp")
+            shutil.copy2(f, tmp)
+            tmp.replace(target / f.name)
+        copied.append(run_dir.name)
+    return copied
+
+
+def restore(root: Path, into: Path) -> list[str]:
+    """Copy each snapshot in ``into`` to ``root`` where ``root`` has no checkpoint of that run.
+
+    A run directory that has a checkpoint is never touched: it is at least as far along as any
+    snapshot taken of it. Returns the runs restored.
+    """
+    import shutil
+
+    restored = []
+    if not into.is_dir():
+        return restored
+    for snap in sorted(p for p in into.iterdir() if (p / "checkpoint.pt").is_file()):
+        target = root / snap.name
+        if (target / "checkpoint.pt").exists():
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for f in snap.iterdir():
+            if f.is_file() and not f.name.endswith(".tmp"):
+                shutil.copy2(f, target / f.name)
+        restored.append(snap.name)
+    return restored
+
+
 def run(args: argparse.Namespace) -> None:
     root: Path = args.root
     (root / "logs").mkdir(parents=True, exist_ok=True)
@@ -139,7 +215,21 @@ def run(args: argparse.Namespace) -> None:
         with open(root / "scheduler.log", "a") as f:
             f.write(line + "\n")
 
+    snapshots: Path = args.summaries / "in_progress"
+    for name in restore(root, snapshots):
+        log(f"restored {name} from {snapshots}")
+    last_snapshot = time.perf_counter()
+
+    def take_snapshot() -> None:
+        nonlocal last_snapshot
+        copied = snapshot(root, snapshots, args.summaries)
+        last_snapshot = time.perf_counter()
+        if copied:
+            log(f"snapshot of {len(copied)} runs in {snapshots}")
+
     while True:
+        if time.perf_counter() - last_snapshot > 60 * args.snapshot_every:
+            take_snapshot()
         for name, (proc, t0) in list(running.items()):
             if proc.poll() is not None:
                 del running[name]
@@ -148,6 +238,7 @@ def run(args: argparse.Namespace) -> None:
                     failed.add(name)
                     retry_after[name] = analysis_mtime()
                 log(f"{name}: {status} in {time.perf_counter() - t0:.0f}s")
+                take_snapshot()
         # A failed evaluation is tried again once the analysis code has changed.
         for name in [n for n in failed if n.startswith("evaluate")]:
             if analysis_mtime() != retry_after.get(name):
@@ -211,7 +302,19 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path("runs/compare"))
     p.add_argument("--summaries", type=Path, default=SUMMARIES, help="per-seed summaries")
     p.add_argument("--device", default=None, help="device of every job (default: the config's)")
+    p.add_argument("--snapshot-every", type=float, default=30.0,
+                   help="minutes between copies of the unfinished runs into SUMMARIES/in_progress")  # fmt: skip
     p.set_defaults(func=run)
+    p = sub.add_parser(
+        "snapshot", help="copy the unfinished seeds' runs into SUMMARIES/in_progress"
+    )
+    p.add_argument("--root", type=Path, default=Path("runs/compare"))
+    p.add_argument("--summaries", type=Path, default=SUMMARIES)
+    p.set_defaults(
+        func=lambda a: print(
+            "copied:", *snapshot(a.root, a.summaries / "in_progress", a.summaries) or ["nothing"]
+        )
+    )
     p = sub.add_parser("stage-two", help="(internal) TwoStage's search for one cost objective")
     p.add_argument("source")
     p.add_argument("out")
