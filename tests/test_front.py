@@ -191,8 +191,11 @@ def test_pick_for_budget_and_its_errors():
         budget.pick_for_budget(f, "flops", 0.1)
     with pytest.raises(FrontError, match=r"this front has no latency cost .*; choose one of flops"):
         budget.pick_for_budget(f, "latency", 0.5)
-    with pytest.raises(FrontError, match="positive cost ratio"):
+    with pytest.raises(FrontError, match=r"cost ratio > 0"):
         budget.pick_for_budget(f, "flops", -1.0)
+    for bad in (0, 1.5, float("nan"), True, "0.5"):
+        with pytest.raises(FrontError, match=r"cost ratio in \(0, 1\]"):
+            budget.check_budget(bad)
 
 
 def test_compare_fronts_uses_the_common_cost_range():

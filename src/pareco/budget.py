@@ -46,6 +46,24 @@ if TYPE_CHECKING:
     from pareco.latency import LatencyModel
 
 
+def check_budget(budget: Any, *, at_most_one: bool = True) -> float:
+    """A budget as a cost ratio (0.5 = half the full network's cost): in (0, 1] for an export;
+    any positive ratio with ``at_most_one=False`` (above 1, everything fits).
+
+    Raises:
+        FrontError: anything else, in one line (the CLI, ``pick_for_budget`` and
+            ``export_for_budget`` all check here).
+    """
+    ok = isinstance(budget, (int, float)) and not isinstance(budget, bool)
+    if not (ok and math.isfinite(budget) and budget > 0 and (budget <= 1 or not at_most_one)):
+        allowed = "in (0, 1]" if at_most_one else "> 0"
+        raise FrontError(
+            f"--budget is a cost ratio {allowed} (0.5 = half the full network's cost), got "
+            f"{budget}; 1 exports the full network"
+        )
+    return float(budget)
+
+
 def pick_for_budget(front: Mapping[str, Any], cost: str, budget: float) -> dict[str, Any]:
     """The front point ``pareco export`` ships for ``cost`` ratio ≤ ``budget``: the most accurate
     on validation among those that fit.
@@ -54,10 +72,7 @@ def pick_for_budget(front: Mapping[str, Any], cost: str, budget: float) -> dict[
         FrontError: an unknown cost, or a budget below every point (naming the smallest cost).
     """
     cost = check_cost(cost, front)
-    if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
-        raise FrontError(
-            f"--budget must be a positive cost ratio (1.0 = the full network), got {budget}"
-        )
+    check_budget(budget, at_most_one=False)
     points = front_points(front, cost)
     ratios, val, _ = front_arrays(points, cost)
     i = best_within(ratios, val, budget)
@@ -167,10 +182,8 @@ def export_for_budget(
     if fmt not in FORMATS:
         raise FrontError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     formats = FORMATS[fmt]
-    if not (math.isfinite(budget) and budget > 0):
-        raise FrontError(
-            f"--budget must be a positive cost ratio (1.0 = the full network), got {budget}"
-        )
+    if budget_ms is None:
+        check_budget(budget)
     if "onnx" in formats:
         missing = [
             m for m in ("onnx", "onnxscript", "onnxruntime") if not importlib.util.find_spec(m)

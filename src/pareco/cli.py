@@ -288,7 +288,7 @@ def _float_arg(flag: str, text: str) -> float:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from pareco.budget import export_for_budget
+    from pareco.budget import check_budget, export_for_budget
     from pareco.front import check_cost
 
     if (args.budget is None) == (args.budget_ms is None):
@@ -306,11 +306,8 @@ def cmd_export(args: argparse.Namespace) -> None:
         budget, args.cost = 1.0, "latency"
     else:
         budget = _float_arg("--budget", args.budget)
-    if not 0 < budget <= 1:
-        raise UserError(
-            f"--budget is a cost ratio in (0, 1] (0.5 = half the full network's cost), got "
-            f"{args.budget}; 1 exports the full network"
-        )
+    if budget_ms is None:
+        check_budget(budget)  # one line, before the run is opened
     device = _device(args.device)
     if budget_ms is not None and args.out is None:
         args.out = str(Path(args.rundir) / "export" / f"latency-{budget_ms:g}ms")
