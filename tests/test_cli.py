@@ -141,6 +141,14 @@ def test_export_budget_must_be_a_ratio(tmp_path, capsys):
     assert "--budget must be a number" in err
 
 
+def test_front_cost_typos_and_flag_prefixes_are_refused(tmp_path, capsys):
+    err = _one_line_error(capsys, ["front", str(tmp_path), "--cost", "joules"])
+    assert "unknown front cost 'joules'; choose one of flops, memory, params" in err
+    with pytest.raises(SystemExit):  # argparse's own exit, status 2
+        cli.main(["front", str(tmp_path), "--cost-s", "4"])
+    assert "unrecognized arguments: --cost-s 4" in capsys.readouterr().err
+
+
 def test_front_and_export_name_a_bad_device(tmp_path, capsys):
     err = _one_line_error(capsys, ["front", str(tmp_path), "--device", "tpu"])
     assert "device must be auto, cpu, cuda or cuda:N" in err

@@ -189,13 +189,15 @@ def test_a_run_keeps_its_plugins_for_front_export_and_compare(
     argv = ["train", "--config", str(config), "--plugins", "plugin_energy", "--cost", "energy",
             "--out", str(run), "--no-progress"]  # fmt: skip
     assert cli.main(argv) == 0
+    capsys.readouterr()
     assert json.loads((run / "config.json").read_text())["plugins"] == ["plugin_energy"]
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert history and all(0 < r["cost"] <= 1 for r in history if "cost" in r)
 
     unregister_metric("energy")  # as a new process would start
     del sys.modules["plugin_energy"]
-    assert cli.main(["front", str(run), "--no-progress"]) == 0
+    assert cli.main(["front", str(run), "--cost", "energy", "--no-progress"]) == 0
+    assert "energy ratio" in capsys.readouterr().out.splitlines()[0]
     front = json.loads((run / "front.json").read_text())
     assert front["cost"] == "energy" and "energy" in front["fronts"]
     assert all(0 < p["energy_ratio"] <= 1 for p in front["points"])

@@ -265,16 +265,21 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_front(args: argparse.Namespace) -> None:
     from pareco import front
+    from pareco.plugins import load_run_plugins
     from pareco.report import format_front_table
 
     sweep = front.DEFAULT_SWEEP if args.cost_sweep is None else args.cost_sweep
     if sweep < 2:
         raise UserError(f"--cost-sweep needs at least 2 widths, got {sweep}")
     device = _device(args.device)
+    if args.cost is not None:
+        load_run_plugins(args.rundir)
+        front.check_cost(args.cost)  # a typo is refused before the candidates are evaluated
     run = front.open_run(args.rundir, device)
     result = front.build_front(run, sweep=sweep, device=device, progress=not args.no_progress)
     front.write_front(args.rundir, result)
-    print(format_front_table(result))
+    cost = None if args.cost is None else front.check_cost(args.cost, result)
+    print(format_front_table(result, cost))
     if result.get("report_note"):
         print(f"note: {result['report_note']}")
     print(f"wrote front.json, front.csv, front.png, widths.png in {args.rundir}")
@@ -370,6 +375,8 @@ def _front_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("rundir")
     p.add_argument("--cost-sweep", type=int,
                    help="uniform widths evenly spaced in cost (Slim runs; default 16)")  # fmt: skip
+    p.add_argument("--cost", help=f"the front to print: {_front_costs()} (default: the run's "
+                   "objective; front.json holds them all)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_front)
@@ -530,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _front_commands(sub)
     _latency_command(sub)
+    # no prefixes: `pareco front RUN --cost-s 8` is not taken as some other flag by accident
+    for command in [parser, *sub.choices.values()]:
+        command.allow_abbrev = False
     return parser
 
 

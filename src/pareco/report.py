@@ -125,14 +125,16 @@ def format_front_table(front: Mapping[str, Any], cost: str | None = None) -> str
     """The front under ``cost`` (default: the run's objective) as aligned text, with metrics."""
     cost = cost or front["cost"]
     ms = "latency" in point_metrics(front)  # predicted milliseconds beside the ratios
+    own = () if cost in ("flops", "memory", "params", "latency") else (cost,)  # a user's metric
     header = ("id", "FLOPs ratio", "memory ratio", "params ratio", *(("latency",) if ms else ()),
-              "val acc", "test acc", "source")  # fmt: skip
+              *(f"{c} ratio" for c in own), "val acc", "test acc", "source")  # fmt: skip
     rows = [header]
     for p in front_points(front, cost):
         rows.append((
             str(p["id"]), f"{p['flops_ratio']:.3f}", f"{p['memory_ratio']:.3f}",
             f"{p['params_ratio']:.3f}",
             *((get_metric("latency").show(p["latency"]),) if ms else ()),
+            *(f"{p[c + '_ratio']:.3f}" for c in own),
             f"{100 * p['val_accuracy']:.2f}%", f"{100 * p['test_accuracy']:.2f}%", p["source"],
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
