@@ -196,6 +196,72 @@ def restore(root: Path, into: Path) -> list[str]:
     return restored
 
 
+def status_rows(snapshots: Path, summaries: Path, seeds: list[int]) -> list[dict]:
+    """Where each planned run stands, read from the snapshots and the summaries alone: summarized
+    (its seed has a summary), trained (eval.json), step k of n (a checkpoint), or not started."""
+    from pareco.checkpoint import load_checkpoint
+
+    rows = []
+    names = ["slim", "twostage", *(f"pareco-{c}" for c in COSTS), *(f"twostage-{c}" for c in COSTS)]
+    for seed in seeds:
+        for name in names:
+            row = {"run": f"{name}-s{seed}", "seed": seed}
+            snap = snapshots / row["run"]
+            if (summaries / f"s{seed}.json").exists():
+                row["state"] = "summarized"
+            elif (snap / "search.json").exists():
+                seconds = json.loads((snap / "search.json").read_text())["seconds"]
+                row.update(state="searched", hours=seconds / 3600)
+            elif name.startswith("twostage-"):
+                row["state"] = (
+                    "waits for stage one"
+                    if not (snap / "checkpoint.pt").exists()
+                    else ("searching")
+                )
+            elif (snap / "checkpoint.pt").exists():
+                state = load_checkpoint(snap, map_location="cpu", repair=False)
+                loader, config = state["loader"], state["config"]
+                total = config["epochs"] * (loader["num_samples"] // loader["batch_size"])
+                row.update(step=state["step"], steps=total, hours=state["train_seconds"] / 3600)
+                row["state"] = "trained" if state["finished"] else "training"
+                if (snap / "eval.json").exists():
+                    ev = json.loads((snap / "eval.json").read_text())
+                    row["accuracy"] = {str(r["width"]): r["test_accuracy"] for r in ev["uniform"]}
+            else:
+                row["state"] = "not started"
+            rows.append(row)
+    return rows
+
+
+def status_table(rows: list[dict]) -> str:
+    widths = sorted({w for r in rows for w in r.get("accuracy", {})}, key=float)
+    lines = [
+        "| run | state | step | train (h) |" + "".join(f" acc @ {w} (%) |" for w in widths),
+        "|---|---|---|---|" + "---|" * len(widths),
+    ]
+    for r in rows:
+        step = f"{r['step']:,} of {r['steps']:,}" if "step" in r else ""
+        hours = f"{r['hours']:.2f}" if "hours" in r else ""
+        acc = r.get("accuracy", {})
+        cells = "".join(f" {100 * acc[w]:.2f} |" if w in acc else " |" for w in widths)
+        lines.append(f"| {r['run']} | {r['state']} | {step} | {hours} |{cells}")
+    return "\n".join(lines)
+
+
+def status(args: argparse.Namespace) -> None:
+    """Print the status table; with --page, put it between the page's status markers."""
+    rows = status_rows(args.summaries / "in_progress", args.summaries, args.seeds)
+    table = status_table(rows)
+    print(table)
+    if args.page:
+        text = args.page.read_text()
+        start, end = "<!-- status table", "<!-- end status table -->"
+        head, rest = text.split(start, 1)
+        marker, _ = rest.split("\n", 1)
+        tail = rest.split(end, 1)[1]
+        args.page.write_text(f"{head}{start}{marker}\n{table}\n{end}{tail}")
+
+
 def run(args: argparse.Namespace) -> None:
     root: Path = args.root
     (root / "logs").mkdir(parents=True, exist_ok=True)
@@ -315,6 +381,11 @@ def main() -> None:
             "copied:", *snapshot(a.root, a.summaries / "in_progress", a.summaries) or ["nothing"]
         )
     )
+    p = sub.add_parser("status", help="where each run stands, from the snapshots and summaries")
+    p.add_argument("--summaries", type=Path, default=SUMMARIES)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--page", type=Path, help="a page whose status markers receive the table")
+    p.set_defaults(func=status)
     p = sub.add_parser("stage-two", help="(internal) TwoStage's search for one cost objective")
     p.add_argument("source")
     p.add_argument("out")

@@ -54,3 +54,42 @@ def test_snapshot_keeps_what_resumes_and_restore_never_overwrites(tmp_path):
     assert jobs["train slim-s0"].done.exists()
     assert "--resume" in jobs["train pareco-flops-s0"].command
     assert "--resume" not in jobs["train twostage-s0"].command
+
+
+def test_status_reads_snapshots_and_summaries(tmp_path):
+    import json
+
+    from compare_methods import status_rows, status_table
+
+    from pareco.checkpoint import PAYLOAD_KEYS, SCHEMA, save_checkpoint
+
+    summaries = tmp_path / "summaries"
+    snaps = summaries / "in_progress"
+
+    def checkpoint(name: str, step: int, finished: bool) -> None:
+        state = dict.fromkeys(PAYLOAD_KEYS)
+        loader = {"num_samples": 1000, "batch_size": 20}
+        state.update(schema=SCHEMA, step=step, finished=finished, config={"epochs": 2},
+                     loader=loader, train_seconds=18.0 * step)  # fmt: skip
+        (snaps / name).mkdir(parents=True)
+        save_checkpoint(state, snaps / name)
+
+    checkpoint("slim-s0", 100, True)
+    uniform = [{"width": 0.5, "test_accuracy": 0.9}, {"width": 1.0, "test_accuracy": 0.925}]
+    (snaps / "slim-s0" / "eval.json").write_text(json.dumps({"uniform": uniform}))
+    checkpoint("twostage-s0", 40, False)
+    (snaps / "twostage-flops-s0").mkdir()
+    (snaps / "twostage-flops-s0" / "search.json").write_text('{"seconds": 720}')
+    (summaries / "s1.json").write_text("{}")
+    rows = {r["run"]: r for r in status_rows(snaps, summaries, [0, 1])}
+    assert rows["slim-s0"]["state"] == "trained" and rows["slim-s0"]["steps"] == 100
+    assert rows["twostage-s0"]["state"] == "training" and rows["twostage-s0"]["step"] == 40
+    assert rows["twostage-flops-s0"]["state"] == "searched"
+    assert rows["twostage-memory-s0"]["state"] == "waits for stage one"
+    assert rows["pareco-flops-s0"]["state"] == "not started"
+    assert rows["pareco-memory-s1"]["state"] == "summarized"
+    table = status_table(list(rows.values())).splitlines()
+    assert table[0] == "| run | state | step | train (h) | acc @ 0.5 (%) | acc @ 1.0 (%) |"
+    assert "| slim-s0 | trained | 100 of 100 | 0.50 | 90.00 | 92.50 |" in table
+    assert "| twostage-s0 | training | 40 of 100 | 0.20 | | |" in table
+    assert "| twostage-flops-s0 | searched |  | 0.20 | | |" in table
