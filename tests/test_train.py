@@ -230,3 +230,13 @@ def test_distillation_warmup_trains_students_on_labels(tmp_path):
         with net.widths(net.space.smallest()):
             expected = soft_cross_entropy(net(x), teacher).item()
     assert trainer.sandwich_step(x, y, widths)["loss_small"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_channels_last_stays_on_cuda(tmp_path):
+    """On the CPU the trainer keeps the default layout whatever the config says: torch 2.13.0's
+    CPU weight gradient of a 1x1 stride-2 conv corrupts the heap in channels_last
+    (scripts/repro_channels_last_cpu.py)."""
+    trainer = Trainer(tiny(tmp_path, channels_last=True, device="cpu"), progress=False)
+    assert not trainer.channels_last
+    convs = [p for p in trainer.net.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous() for p in convs)
