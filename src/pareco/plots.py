@@ -65,6 +65,13 @@ def plot_fronts(
     which is what a budget in that range buys. Past the last point the curve stays flat up to
     ``extend_to`` (dotted: no point there, the last one still fits).
     """
+    return _save(fronts_figure(panels, title, extend_to), path)
+
+
+def fronts_figure(
+    panels: Mapping[str, Sequence[Curve]], title: str = "", extend_to: float | None = 1.0
+) -> Figure:
+    """The figure :func:`plot_fronts` writes (for tests and notebooks)."""
     fig = Figure(figsize=(5.2 * len(panels), 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -83,7 +90,7 @@ def plot_fronts(
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return fig
 
 
 def plot_widths(
