@@ -106,6 +106,36 @@ def test_group_norm_follows_one_or_per_channel_groups(groups, fixed):
     assert w.g.fixed[root] is fixed
 
 
+class LayerScale(nn.Module):
+    """timm's MetaFormer ``Scale``: a parameter viewed to a size tuple the module keeps."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, dim))
+        self.shape = (dim, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale.view(self.shape)
+
+
+def test_a_parameter_viewed_to_a_size_tuple_of_its_module_follows_the_width(tmp_path):
+    w = walk(Op(lambda m, y: m.ls(y), ls=LayerScale(8)), X)  # noted; found at plan time
+    assert [(o, k) for o, _, _, k in w.attrs] == [("ls", "shape_like:0:8,1,1")]
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), LayerScale(16), nn.ReLU(),
+                          nn.Conv2d(16, 8, 3), nn.Flatten(), nn.LazyLinear(4))  # fmt: skip
+    model(torch.zeros(1, 3, 12, 12))
+    net = pareco.slim(model, torch.zeros(1, 3, 12, 12))  # refused before: '[16, 1, 1]' is invalid
+    assert net.space.dim == 2 and not net.notes
+    alpha = net.space.smallest()
+    small = net.export(alpha)
+    kept = int(net.space.channels(alpha)[0])
+    assert kept < 16 and small[1].shape == (kept, 1, 1) and model[1].shape == (16, 1, 1)
+    pareco.export.save(small, tmp_path)
+    x = torch.randn(2, 3, 12, 12)
+    with torch.no_grad(), net.widths(alpha):
+        torch.testing.assert_close(pareco.export.load(tmp_path)(x), net(x))
+
+
 def test_flatten_keeps_the_channel_outermost():
     w = walk(Op(lambda m, y: y.flatten(1)), X)
     ((root, per),) = out_dims(w)[1]

@@ -105,6 +105,15 @@ class RuleContext:
         ``"count"`` an int, ``"shape"`` a 1-tuple, ``"groups"`` a conv's groups)."""
         self._w.attrs.append((owner, attr, expr, kind))
 
+    def follow_shape_attribute(
+        self, owner: str, shape: tuple[int, ...], dim: int, expr: Expr
+    ) -> None:
+        """``owner``'s forward() may pass a size tuple of its own to a view (timm's
+        ``x * self.scale.view(self.shape)``): the attribute of ``owner`` equal to ``shape``, if
+        there is one, gets ``expr``'s active size at ``dim`` at every width."""
+        kind = f"shape_like:{dim}:{','.join(str(s) for s in shape)}"
+        self._w.attrs.append((owner, "", expr, kind))
+
     def new_group(self, size: int, fixed: bool = False) -> Expr:
         """A fresh group of ``size`` channels, as an expression."""
         return ((self._w.g.new(size, fixed), 1),)

@@ -114,7 +114,12 @@ class SlimmableNet(nn.Module):
             set_cuts(entry["m"], entry["cuts"])
         for module, attr, segs, kind in self._attrs:
             n = sum(c * per for c, per, _ in active(segs))
-            value = (n,) if kind == "shape" else n
+            if kind.startswith("dim:"):  # one entry of a size tuple the module keeps
+                value: Any = list(getattr(module, attr))
+                value[int(kind[4:])] = n
+                value = type(getattr(module, attr))(value)
+            else:
+                value = (n,) if kind == "shape" else n
             setattr(module, attr, value)
         for entry in per_module.values():  # sizes that forward() may read (timm's StdConv does)
             m = entry["m"]

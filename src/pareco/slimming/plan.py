@@ -194,7 +194,17 @@ def build(
     for owner, attr, e, kind in walk.attrs:
         s = segs(e)
         if any(c is not None for c, _, _ in s):
-            attrs.append((model.get_submodule(owner), attr, s, kind))
+            module = model.get_submodule(owner)
+            if kind.startswith("shape_like:"):  # the module's own size tuples equal to the view's
+                _, dim, text = kind.split(":")
+                shape = tuple(int(v) for v in text.split(","))
+                for name, value in sorted(vars(module).items()):
+                    if isinstance(value, (tuple, list)) and not name.startswith("_") and (
+                        tuple(value) == shape and all(isinstance(v, int) for v in value)
+                    ):  # fmt: skip
+                        attrs.append((module, name, s, f"dim:{dim}"))
+                continue
+            attrs.append((module, attr, s, kind))
 
     def group(r: int, searchable: bool) -> ChannelGroup:
         name = members[r][0] if members[r] else f"group{col[r]}" if searchable else "input"

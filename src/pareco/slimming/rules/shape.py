@@ -79,7 +79,13 @@ def reshape_info(ctx: RuleContext, xi: Info, a: tuple, b: tuple) -> Info:
 def reshape(ctx: RuleContext) -> None:
     """Views and reshapes: channels move with the elements they own."""
     x = ctx.node.args[0]
-    ctx.set_output(reshape_info(ctx, ctx.dims(x), ctx.shape(x), ctx.output_shape()))
+    out_shape = ctx.output_shape()
+    out = reshape_info(ctx, ctx.dims(x), ctx.shape(x), out_shape)
+    ctx.set_output(out)
+    owner = ctx.parameter_owner(x)
+    if owner is not None and out_shape is not None:  # a parameter viewed to a size of the module
+        for d, e in out.items():
+            ctx.follow_shape_attribute(owner, out_shape, d, e)
 
 
 @register_rule("aten::expand", "aten::expand_as", "aten::_expand", "aten::_expand_as")
