@@ -124,3 +124,38 @@ def test_onnx_of_dict_inputs(tmp_path, cls):
     (out,) = session.run(None, {name: xb.numpy()})
     expected = sub({"image": xb}) if cls is DictInputNet else sub(image=xb)
     np.testing.assert_allclose(out, expected.detach().numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_falls_back_to_the_torchscript_exporter(tmp_path, monkeypatch):
+    """Where the dynamo exporter fails on a model (HF Swin: "Failed to decompose the FX graph"),
+    to_onnx writes the file with the TorchScript exporter, batch axis still dynamic; where both
+    fail, the dynamo exporter's error is the one raised."""
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 16, 16)
+    net = pareco.slim(ResidualDepthwiseNet(), x).eval()
+    sub = net.export(net.space.uniform(0.5)).eval()
+    real = torch.onnx.export
+    calls = []
+
+    def dynamo_fails(*args, dynamo=True, **kwargs):
+        calls.append(dynamo)
+        if dynamo:
+            raise RuntimeError("Failed to decompose the FX graph for ONNX compatibility")
+        return real(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", dynamo_fails)
+    path = export.to_onnx(sub, x, tmp_path / "m.onnx")
+    assert calls == [True, False]
+    session = ort.InferenceSession(str(path))
+    xb = torch.randn(4, 3, 16, 16)
+    (out,) = session.run(None, {"input": xb.numpy()})
+    np.testing.assert_allclose(out, sub(xb).detach().numpy(), atol=1e-4, rtol=1e-4)
+
+    def both_fail(*args, dynamo=True, **kwargs):
+        raise RuntimeError("dynamo exporter" if dynamo else "torchscript exporter")
+
+    monkeypatch.setattr(torch.onnx, "export", both_fail)
+    with pytest.raises(RuntimeError, match=r"^dynamo exporter$"):
+        export.to_onnx(sub, x, tmp_path / "n.onnx")
+    assert not (tmp_path / "n.onnx").exists()

@@ -319,24 +319,51 @@ def to_onnx(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            args, kwargs, shapes = _traceable(sub, args, kwargs)
+            a2, k2, shapes = _traceable(sub, args, kwargs)
             # torch.onnx reads a dict at the end of args as keyword arguments: give them that way
-            torch.onnx.export(
-                sub,
-                (*args, kwargs),
-                str(path),
-                input_names=["input"] if single else None,
-                output_names=["output"],
-                dynamic_shapes=shapes,
-                opset_version=opset,
-                external_data=False,
-                dynamo=True,
-                verbose=False,
-            )
+            try:
+                torch.onnx.export(
+                    sub,
+                    (*a2, k2),
+                    str(path),
+                    input_names=["input"] if single else None,
+                    output_names=["output"],
+                    dynamic_shapes=shapes,
+                    opset_version=opset,
+                    external_data=False,
+                    dynamo=True,
+                    verbose=False,
+                )
+            except Exception as err:  # e.g. HF Swin: "Failed to decompose the FX graph"
+                if not _torchscript_onnx(sub, args, kwargs, path, opset):
+                    raise err from None
     finally:
         onnx_log.setLevel(level)
         sub.train(was_training)
     return path
+
+
+def _torchscript_onnx(sub: nn.Module, args: tuple, kwargs: dict, path: Path, opset: int) -> bool:
+    """torch's TorchScript exporter, where the dynamo one fails on a model: inputs that are
+    tensors (positional or keyword) with a dynamic batch axis. False when it cannot be used or
+    fails too (the caller then raises the dynamo exporter's error, the more useful one)."""
+    tensors = [*args, *kwargs.values()]
+    if not tensors or not all(isinstance(t, Tensor) and t.ndim for t in tensors):
+        return False
+    names = (
+        ["input"]
+        if len(args) == 1 and not kwargs
+        else [f"input_{i}" for i in range(len(args))] + list(kwargs)
+    )
+    axes = {name: {0: "batch"} for name in [*names, "output"]}
+    try:
+        torch.onnx.export(sub, (*args, kwargs) if kwargs else tuple(args), str(path),
+                          input_names=names, output_names=["output"], dynamic_axes=axes,
+                          opset_version=opset, dynamo=False)  # fmt: skip
+    except Exception:
+        path.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _atomic_write(path: Path, write) -> None:
