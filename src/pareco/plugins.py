@@ -84,7 +84,6 @@ def load_environment() -> None:
     global _loaded_environment
     if _loaded_environment:
         return
-    _loaded_environment = True
     load_plugins(os.environ.get(ENV_VAR, "").split(","), source=ENV_VAR)
     from importlib.metadata import entry_points
 
@@ -96,6 +95,7 @@ def load_environment() -> None:
                 f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP!r} does not "
                 f"load ({type(err).__name__}: {first_line(err)}); fix or uninstall its package"
             ) from None
+    _loaded_environment = True  # only once everything loaded: a failure is reported every time
 
 
 def load_run_plugins(run_dir: str | Path) -> list[ModuleType]:
