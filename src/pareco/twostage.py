@@ -5,16 +5,23 @@ Stage one (``pareco train --method twostage``) trains with random per-group widt
 training: each candidate is scored once on two training batches (train-mode BN), and the weights
 never change, so nothing is re-scored. The result is ``RUNDIR/history.jsonl`` in the format a
 PareCO run writes, from which ``pareco front`` takes its candidates.
+
+A search of 1000 candidates fits the GP about 500 times (most of an hour on one CPU core), so it
+saves its state (history, generator, the GP's warm start) to ``RUNDIR/search_state.pt`` about once
+a minute; ``pareco search`` run again on the same run continues from there and proposes what an
+uninterrupted search would have. The file is removed once ``history.jsonl`` is written.
 """
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pareco.atomic import write_bytes_atomic
 from pareco.cost_metrics import run_pricer
 from pareco.errors import RunError
 from pareco.evaluate import score_widths
@@ -26,6 +33,9 @@ from pareco.samplers import (
     search_config,
 )
 
+#: Stage two's resumable state, next to the run's checkpoint while a search is under way.
+SEARCH_STATE = "search_state.pt"
+
 
 def run_search(
     run_dir: str | Path,
@@ -33,6 +43,7 @@ def run_search(
     candidates: int | None = None,
     device: str = "cpu",
     progress: bool = True,
+    save_every: float = 60.0,
 ) -> dict[str, Any]:
     """Search the frozen weights of a finished ``twostage`` run; writes ``history.jsonl``.
 
@@ -41,6 +52,8 @@ def run_search(
         candidates: how many widths to propose; default: the run's ``search_candidates``, else
             `default_search_candidates`: as many scoring images as a PareCO run of the same
             length spends re-scoring its history (at most the paper's 1000 candidates).
+        save_every: seconds between saves of the search state (``SEARCH_STATE``); a search
+            that finds one for the same run, cost and budget continues from it.
 
     Returns:
         A summary: number of candidates, seconds spent scoring and in the GP.
@@ -74,16 +87,27 @@ def run_search(
         ),
         channels=run.net.space.channels,  # no channel vector is scored twice on frozen weights
     )
-    # The weights are frozen: the smallest network is scored once, on the same batches.
-    smallest = search.smallest.unsqueeze(0)
-    search.update_smallest_loss(float(score_widths(run.net, smallest, batches)[0]))
+    state_path = Path(run_dir) / SEARCH_STATE
+    key = {"cost": cfg.cost, "budget": budget, "step": steps}
+    score_seconds = 0.0
+    saved = _load_state(state_path, key)
+    if saved is not None:  # an interrupted search of the same run: continue it
+        search.load_state_dict(saved["search"])
+        score_seconds = saved["score_seconds"]
+    else:  # the weights are frozen: the smallest network is scored once, on the same batches
+        smallest = search.smallest.unsqueeze(0)
+        search.update_smallest_loss(float(score_widths(run.net, smallest, batches)[0]))
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=budget, desc="twostage search", leave=False, dynamic_ncols=True)
-    score_seconds = 0.0
+        bar = tqdm(total=budget, initial=len(search.history), desc="twostage search",
+                   leave=False, dynamic_ncols=True)  # fmt: skip
+    last_save = time.monotonic()
     while len(search.history) < budget:
+        if time.monotonic() - last_save >= save_every:
+            _save_state(state_path, key, search.state_dict(), score_seconds)
+            last_save = time.monotonic()
         scored = len(search.history)
         records = search.propose(scored)
         start = time.perf_counter()
@@ -96,8 +120,30 @@ def run_search(
     if bar is not None:
         bar.close()
     search.history.to_jsonl(Path(run_dir) / "history.jsonl")
+    state_path.unlink(missing_ok=True)
     return {
         "candidates": len(search.history),
         "score_images": len(search.history) * sum(len(y) for _, y in batches),
         "score_seconds": score_seconds,
     }
+
+
+def _save_state(path: Path, key: dict[str, Any], search: dict[str, Any], seconds: float) -> None:
+    buf = io.BytesIO()
+    torch.save({"key": key, "search": search, "score_seconds": seconds}, buf)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def _load_state(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved state of an interrupted search with the same ``key``, else None (a state of
+    another cost or budget, or an unreadable one, is set aside as ``.stale`` and not used)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("key") == key:
+            return state
+    except Exception:  # a damaged file: start over rather than fail
+        pass
+    path.replace(path.with_name(path.name + ".stale"))
+    return None
