@@ -132,3 +132,38 @@ def test_third_party_sub_network_saves_and_loads(tmp_path, name):
             atol=1e-5,
             rtol=1e-5,
         )
+
+
+def _text(name: str):
+    T = transformers
+    if name == "hf_bert":
+        return T.BertForSequenceClassification(T.BertConfig(
+            vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64, num_labels=3))  # fmt: skip
+    return T.GPT2ForSequenceClassification(T.GPT2Config(
+        vocab_size=200, n_embd=32, n_layer=2, n_head=2, num_labels=3, pad_token_id=0,
+        bos_token_id=1, eos_token_id=1))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["hf_bert", "hf_gpt2"])
+def test_text_models_slim_on_the_first_call(tmp_path, name):
+    """BERT, and GPT-2 (its classification head gathers the last token with tensor indices; its
+    Conv1D keeps its size in ``nf``; its cache is no tensor output, so it is traced without
+    one): slimmed on the first call, exported and saved sub-networks equal the slimmable one."""
+    torch.manual_seed(0)
+    model = _text(name).eval()
+    ids = torch.randint(2, 200, (2, 12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = pareco.slim(model, example_kwargs={"input_ids": ids})
+    assert net.cost_ratio(net.space.uniform(0.5), "macs").item() <= 0.45, net.describe()
+    assert any("use_cache=False" in n for n in net.notes) == (name == "hf_gpt2")
+    alpha = net.space.sample(1, torch.Generator().manual_seed(4))[0]
+    with torch.no_grad(), net.widths(alpha):
+        expected = net(input_ids=ids).logits
+    sub = net.export(alpha).eval()
+    export.save(sub, tmp_path / "m")
+    loaded = export.load(tmp_path / "m")
+    with torch.no_grad():
+        torch.testing.assert_close(sub(input_ids=ids).logits, expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(loaded(input_ids=ids)[0], expected, atol=1e-5, rtol=1e-5)

@@ -46,13 +46,14 @@ class ParecoSubnet(nn.Module):
     (BatchNorm uses its statistics, dropout is off), so this wrapper only records the flag.
     """
 
-    def __init__(self, program: nn.Module, meta: dict) -> None:
+    def __init__(self, program: nn.Module, meta: dict, constants: dict | None = None) -> None:
         super().__init__()
         self.program = program
         self.meta = meta
+        self.constants = dict(constants or {})  # keyword settings the graph was captured with
 
     def forward(self, *args, **kwargs):
-        return self.program(*args, **kwargs)
+        return self.program(*args, **{**self.constants, **kwargs})
 
     def train(self, mode: bool = True) -> ParecoSubnet:
         self.training = mode
@@ -253,10 +254,15 @@ def save(
     path = Path(path)
     args, kwargs = _example(sub, example_input)
     program = _capture(sub, args, kwargs)
+    # keyword arguments that are settings, not data (use_cache=False): the graph was captured
+    # with them, so the loaded model passes them itself when its caller does not
+    constants = {
+        k: v for k, v in kwargs.items() if v is None or isinstance(v, (bool, int, float, str))
+    }
     arch = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "inputs": {"positional": len(args), "keywords": sorted(kwargs)},
+        "inputs": {"positional": len(args), "keywords": sorted(kwargs), "constants": constants},
         "meta": meta or {},
     }
     path.mkdir(parents=True, exist_ok=True)
@@ -288,7 +294,8 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Modul
         sub.load_state_dict(state, strict=True)
         sub.meta = arch.get("meta", {})
         return sub.eval().to(map_location)
-    return ParecoSubnet(program.module(), arch.get("meta", {})).eval().to(map_location)
+    constants = arch.get("inputs", {}).get("constants", {})
+    return ParecoSubnet(program.module(), arch.get("meta", {}), constants).eval().to(map_location)
 
 
 def load_meta(path: str | Path) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -70,6 +71,13 @@ def slim(
         ignored_names.add(name)
     args, kwargs = as_call(example_input, example_kwargs)
     batch = batch_size(args, kwargs)
+    cache_note = []
+    if _returns_a_cache(model, kwargs):  # HF decoders: a cache object is no tensor output
+        kwargs = {**kwargs, "use_cache": False}
+        cache_note = [
+            "traced with use_cache=False (the cache of a Hugging Face model is no tensor "
+            "output); the same call is used to save exported sub-networks"
+        ]
 
     model = copy.deepcopy(model)
     was_training = model.training
@@ -79,10 +87,21 @@ def slim(
 
     walk = Walker(ep, batch, per_call)
     walk.run()
-    plan_notes = apply_ignored(walk, ignored_names)
+    plan_notes = cache_note + apply_ignored(walk, ignored_names)
     resolve_blockers(walk, auto)
     net = build(model, walk, round_to, min_multiplier, (args, kwargs), plan_notes)
     net.train(was_training)
     check(net, model, reference, args, kwargs, batch)
     warn_if_little(net)
     return net
+
+
+def _returns_a_cache(model: nn.Module, kwargs: dict) -> bool:
+    """A Hugging Face model that would return its key/value cache (``config.use_cache`` on, a
+    ``use_cache`` argument the example does not set): torch.export cannot return that object."""
+    if "use_cache" in kwargs or not getattr(getattr(model, "config", None), "use_cache", False):
+        return False
+    try:
+        return "use_cache" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False

@@ -85,6 +85,13 @@ def capture(model: nn.Module, args: tuple, kwargs: dict) -> torch.export.Exporte
             warnings.simplefilter("ignore")
             return torch.export.export(model, args, kwargs, strict=False)
     except Exception as err:  # export raises many types; the user needs one message
+        if "not a known type" in str(err) and "pytree" in str(err):  # e.g. a cache object
+            raise SlimError(
+                f"torch.export could not trace {type(model).__name__}: its output holds an "
+                f"object that is not a tensor ({first_line(err).split(' in output')[0]}); return "
+                "tensors (a Hugging Face model: pass use_cache=False), or register the type "
+                "with torch.utils._pytree.register_pytree_node"
+            ) from err
         raise SlimError(
             f"torch.export could not trace {type(model).__name__}: {first_line(err)}. "
             "Python control flow that branches on tensor values cannot be followed; branch on "

@@ -133,6 +133,8 @@ class SlimmableNet(nn.Module):
                 m.out_channels, m.in_channels = m.active_out, m.active_in
             elif isinstance(m, nn.Linear):
                 m.out_features, m.in_features = m.active_out, m.active_in
+            elif type(m).__name__ == "Conv1D" and hasattr(m, "nf") and hasattr(m, "nx"):
+                m.nx, m.nf = w.shape  # HF's transposed linear (GPT-2): weight is in x out
         self._alpha = a.clone()
 
     @contextlib.contextmanager

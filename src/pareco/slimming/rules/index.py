@@ -6,6 +6,8 @@ on another dimension, changes nothing.
 
 from __future__ import annotations
 
+import torch
+
 from pareco.slimming.context import RuleContext
 from pareco.slimming.groups import Info
 from pareco.slimming.registry import register_rule
@@ -114,3 +116,32 @@ def embedding(ctx: RuleContext) -> None:
     e = ctx.dims(w).get(1)
     out_nd = len(ctx.output_shape())
     ctx.set_output({out_nd - 1: e} if e is not None else {})
+
+
+@register_rule("aten::index", "aten::_index", "aten::_unsafe_index")
+def index(ctx: RuleContext) -> None:
+    """Advanced indexing ``x[i, j]`` with integer tensors on dimensions other than the channels
+    (GPT-2's ``logits[arange(B), last_token]``): the channel dimensions keep their groups and
+    move where NumPy's rules put them (the index dimensions in place of the indexed ones when
+    those are adjacent, first otherwise). Tensors indexing a channel dimension, and boolean masks,
+    are a blocker on a searchable channel."""
+    x, indices = ctx.node.args[0], list(ctx.node.args[1])
+    xi, nd = ctx.dims(x), len(ctx.shape(x))
+    indexed = [d for d, i in enumerate(indices) if i is not None]
+    vals = [i.meta.get("val") if hasattr(i, "meta") else None for i in indices if i is not None]
+    if any(v is None or v.dtype.is_floating_point or v.dtype == torch.bool for v in vals):
+        return ctx.block()
+    if any(d in xi for d in indexed):
+        return ctx.block("aten::index on a channel dimension")
+    kept = [d for d in range(nd) if d not in indexed]
+    extra = len(ctx.output_shape()) - len(kept)  # the broadcast index dimensions
+    adjacent = indexed == list(range(indexed[0], indexed[-1] + 1)) if indexed else True
+    out = {}
+    for d, e in xi.items():
+        if not adjacent:
+            out[extra + kept.index(d)] = e
+        elif indexed and d > indexed[-1]:
+            out[d - len(indexed) + extra] = e
+        else:
+            out[d] = e
+    ctx.set_output(out)
