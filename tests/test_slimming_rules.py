@@ -136,6 +136,25 @@ def test_a_parameter_viewed_to_a_size_tuple_of_its_module_follows_the_width(tmp_
         torch.testing.assert_close(pareco.export.load(tmp_path)(x), net(x))
 
 
+@pytest.mark.parametrize(
+    "pick, channel_dim",
+    [
+        (lambda y, b: y[b, :, b % 6], 1),  # indexed dims 0 and 2 are not adjacent: index dims first
+        (lambda y, b: y.permute(0, 2, 3, 1)[b, b % 6], 2),  # adjacent: in place (GPT-2's gather)
+        (lambda y, b: y[:, :, b % 6, b % 6], 1),
+    ],
+)
+def test_tensor_indices_on_other_dimensions_keep_the_channels(pick, channel_dim):
+    w = walk(Op(lambda m, y: pick(y, torch.arange(y.shape[0]))), X)
+    assert out_dims(w) == {channel_dim: group(w, "conv.weight", 0)}
+    assert not w.blockers
+
+
+def test_tensor_indices_on_the_channels_are_a_blocker():
+    w = walk(Op(lambda m, y: y[:, torch.tensor([0, 2, 5])]), X)
+    assert w.blockers and "aten::index on a channel dimension" in str(w.blockers[0])
+
+
 def test_flatten_keeps_the_channel_outermost():
     w = walk(Op(lambda m, y: y.flatten(1)), X)
     ((root, per),) = out_dims(w)[1]
