@@ -58,9 +58,12 @@ def test_fit_a_user_model_on_a_plain_dataloader_then_front_and_export(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     run = pareco.fit(
         model, train, test=test, epochs=2, out=tmp_path / "run", num_proposals=6,
-        warmup_proposals=2, **FAST,
+        warmup_proposals=2, **{**FAST, "eval_widths": [0.5, 1.0]},
     )  # fmt: skip
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
+    rows = json.loads((run.run_dir / "eval.json").read_text())["uniform"]
+    # every width sees the whole test loader (it was a one-shot pass: 0% after the first width)
+    assert [r["width"] for r in rows] == [0.5, 1.0] and all(r["test_accuracy"] > 0.4 for r in rows)
     assert run.finished and (run.run_dir / "history.jsonl").is_file()
     assert len(run.data.val) == 40 and len(run.data.calib) == 40
     front = build_front(run, progress=False)
@@ -238,3 +241,28 @@ def test_fit_never_overwrites_a_run(tmp_path):
     with pytest.raises(RunError, match="pass resume=True"):
         pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", method="slim", epochs=1, **FAST)
     assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_fit_a_hugging_face_text_model_on_token_ids(tmp_path):
+    """A transformers model as it is: integer token ids in, a ModelOutput out (its logits are
+    read), trained, fronted and exported to pt and ONNX with the accuracy the front promised."""
+    T = pytest.importorskip("transformers")
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (320,), generator=g)
+    ids = torch.randint(5, 100, (320, 10), generator=g)
+    ids[:, 0] = y + 1  # the class is in the first token: learnable in one epoch
+    train = DataLoader(TensorDataset(ids[:256], y[:256]), batch_size=32, shuffle=True)
+    test = DataLoader(TensorDataset(ids[256:], y[256:]), batch_size=32)
+    model = T.BertForSequenceClassification(T.BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=3))  # fmt: skip
+    run = pareco.fit(model, train, test=test, epochs=2, out=tmp_path / "bert", lr=0.05,
+                     num_proposals=4, warmup_proposals=2, **FAST)  # fmt: skip
+    assert run.data.val.x.dtype == torch.int64  # token ids are not turned into floats
+    rows = json.loads((run.run_dir / "eval.json").read_text())["uniform"]
+    assert rows[0]["test_accuracy"] > 0.6
+    onnx = "onnxruntime" in {m.name for m in __import__("pkgutil").iter_modules()}
+    result = export_for_budget(run.run_dir, 0.8, "flops", "both" if onnx else "pt",
+                               progress=False)  # fmt: skip
+    assert all(c.ok for c in result.checks.values()) and result.point["flops_ratio"] <= 0.8

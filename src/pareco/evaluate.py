@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pareco.distributed import DistContext, all_reduce_sum, average_bn_statistics
+from pareco.outputs import logits_of
 from pareco.recalibrate import bn_layers, recalibrate_bn
 from pareco.slimming import SlimmableNet
 
@@ -60,7 +61,7 @@ def evaluate(
     try:
         with net.widths(alpha):
             for x, y in loader:
-                out = net(x).float()
+                out = logits_of(net(x)).float()
                 loss_sum += F.cross_entropy(out, y, reduction="sum").item()
                 correct += (out.argmax(1) == y).sum().item()
                 total += y.numel()
@@ -97,7 +98,7 @@ def score_widths(
         for i, alpha in enumerate(alphas):
             with net.widths(alpha):
                 for x, y in batches:
-                    out[i] += F.cross_entropy(forward(net, x).float(), y).double()
+                    out[i] += F.cross_entropy(logits_of(forward(net, x)).float(), y).double()
     finally:
         for m, (mean, var, count) in zip(bn, saved):
             m.running_mean.copy_(mean)

@@ -26,6 +26,7 @@ from pareco.data.loaders import LoaderData, as_pair
 from pareco.data.registry import USER_LOADERS
 from pareco.data.source import DataSource
 from pareco.errors import RunError
+from pareco.outputs import logits_of
 from pareco.run import Run, load_run, register_run_sources
 from pareco.slimming import SlimmableNet, slim
 
@@ -161,7 +162,7 @@ def _slimmable(model: nn.Module | str, config: TrainConfig, data: DataSource) ->
         return build_net(config, data)
     if isinstance(model, SlimmableNet):
         return model
-    example = torch.zeros(1, *data.input_shape)
+    example = data.example_input("cpu")  # a real sample: its dtype too (token ids are integers)
     return slim(
         copy.deepcopy(model).cpu(),
         example,
@@ -174,8 +175,11 @@ def _slimmable(model: nn.Module | str, config: TrainConfig, data: DataSource) ->
 def _num_classes(model: nn.Module, x: Tensor) -> int:
     """Outputs of ``model`` on a batch: what the front and export record as classes."""
     probe = copy.deepcopy(model).cpu().eval()
-    out = probe(x[:2].cpu())
-    if not isinstance(out, Tensor) or out.dim() != 2:
+    try:
+        out = logits_of(probe(x[:2].cpu()))
+    except TypeError as err:
+        raise RunError(str(err)) from None
+    if out.dim() != 2:
         raise RunError(
             "the model must return logits of shape batch x classes, got "
             f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}"

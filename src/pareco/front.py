@@ -56,6 +56,7 @@ from pareco.cost_metrics import names as metric_names
 from pareco.data.source import TEST_IS_VAL_NOTE
 from pareco.errors import RunError
 from pareco.evaluate import EvalResult, evaluate
+from pareco.outputs import logits_of
 from pareco.run import Run, load_run
 from pareco.search.pareto import hypervolume_2d, pareto_front, selected_error_auc
 from pareco.space import WidthSpace
@@ -468,7 +469,7 @@ def predict(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]]) -> tuple[
     outs, labels = [], []
     try:
         for x, y in loader:
-            outs.append(model(x).float().cpu())
+            outs.append(logits_of(model(x)).float().cpu())
             labels.append(y.cpu())
     finally:
         model.train(was_training)
@@ -596,7 +597,6 @@ def build_front(
         for entry in metrics[m]["accuracy_at"]:  # positions in the front → point ids
             if entry["point"] is not None:
                 entry["point"] = fronts[m][entry["point"]]
-    c, h, w = data.input_shape
     return {
         "format": FRONT_FORMAT,
         "version": FRONT_VERSION,
@@ -606,7 +606,7 @@ def build_front(
         "model": cfg.model,
         "model_kwargs": cfg.model_kwargs,
         "data": cfg.data,
-        "input_shape": [c, h, w],
+        "input_shape": list(data.input_shape),
         "min_multiplier": space.min_multiplier,
         "selection": "validation",
         # a user's loaders without a test loader: the "test_*" fields are on validation

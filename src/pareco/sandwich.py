@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pareco.outputs import logits_of
 from pareco.slimming import SlimmableNet
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -97,12 +98,12 @@ def sandwich_backward(
     target = None
     if teacher is not None:
         with torch.no_grad():
-            target = F.softmax(forward(teacher, x).float(), dim=1)
+            target = F.softmax(logits_of(forward(teacher, x)).float(), dim=1)
     for i, alpha in enumerate(alphas):
         last = i == len(alphas) - 1
         sync = no_sync() if no_sync is not None and not last else contextlib.nullcontext()
         with sync, net.widths(alpha):
-            logits = forward(model, x).float()
+            logits = logits_of(forward(model, x)).float()
             if i == 0:
                 if teacher is not None and teacher_full:
                     loss = soft_cross_entropy(logits, target)

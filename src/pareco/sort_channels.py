@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pareco.outputs import logits_of
 from pareco.slimming import SlimmableNet
 
 CRITERIA = ("l1", "l2", "bn", "taylor")
@@ -248,7 +249,7 @@ def _taylor_scores(
                 x, y = batch
                 for p in params:
                     p.grad = None
-                loss = loss_fn(forward(net, x).float(), y)
+                loss = loss_fn(logits_of(forward(net, x)).float(), y)
                 loss.backward()
                 for col in cols:
                     s_b = None

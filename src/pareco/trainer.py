@@ -486,12 +486,13 @@ class Trainer:
         """Test accuracy (BN recalibrated) at a few uniform widths: a quick look at the run."""
         cfg, space = self.config, self.net.space
         shard = (self.rank, self.world) if self.dist.enabled else None
-        loader = self.data.eval_loader("test", batch_size=500, device=self.device, shard=shard)
         recal = self.batches.recal
         share = recal[: len(recal) // self.world * self.world][self.rank :: self.world]
         rows = []
         for w in cfg.eval_widths:
             alpha = space.uniform(w)
+            # a new pass per width: a data source's eval_loader may be a one-shot iterator
+            loader = self.data.eval_loader("test", batch_size=500, device=self.device, shard=shard)
             result = evaluate(self.net, alpha, loader, recalibration=share, ctx=self.dist)
             rows.append({
                 "width": w,

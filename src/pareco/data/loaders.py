@@ -186,8 +186,9 @@ class LoaderData:
         self.batch_size = int(getattr(train, "batch_size", None) or x.shape[0])
 
     def normalize(self, x: Tensor) -> Tensor:
-        """Identity (as float): a user's loader yields model-ready inputs."""
-        return x.float() if not x.is_floating_point() else x
+        """Identity: a user's loader yields model-ready inputs. Bytes (uint8 images) become
+        floats; other integers (token ids) stay as they are."""
+        return x.float() if x.dtype in (torch.uint8, torch.bool) else x
 
     def train_loader(
         self,
