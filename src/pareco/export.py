@@ -320,9 +320,12 @@ def to_onnx(
     single = len(args) == 1 and not kwargs and isinstance(args[0], Tensor)
     was_training = sub.training
     sub.eval()
-    onnx_log = logging.getLogger("torch.onnx")
-    level = onnx_log.level
-    onnx_log.setLevel(logging.ERROR)  # the exporter logs every torchvision op it skips
+    # the exporter logs every torchvision op it skips, and onnxscript's constant folding every
+    # shape it could not fold: neither is the user's concern
+    logs = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -345,7 +348,8 @@ def to_onnx(
                 if not _torchscript_onnx(sub, args, kwargs, path, opset):
                     raise err from None
     finally:
-        onnx_log.setLevel(level)
+        for log, level in zip(logs, levels):
+            log.setLevel(level)
         sub.train(was_training)
     return path
 
