@@ -53,7 +53,9 @@ class Case:
     kind: str  # conv or transformer
     build: Callable[[], nn.Module]
     size: int = 64
-    kwargs: bool = False  # the model takes pixel_values=
+    kwargs: bool = False  # the model takes its input by keyword (HF): ``key=x``
+    key: str = "pixel_values"
+    vocab: int = 0  # a text model: x is ``1 x size`` token ids below ``vocab``
 
 
 def timm_cases() -> list[Case]:
@@ -118,6 +120,19 @@ def hf_cases() -> list[Case]:
         Case("hf/mobilevit-small", "hf", "transformer",
              make(lambda: T.MobileViTConfig(image_size=64, **n),
                   T.MobileViTForImageClassification), kwargs=True),
+        # text: BERT-mini-sized encoders and a 4-layer GPT-2, 32 token ids in, classes out
+        Case("hf/bert-mini", "hf", "text",
+             make(lambda: T.BertConfig(vocab_size=1000, hidden_size=256, num_hidden_layers=4,
+                                       num_attention_heads=4, intermediate_size=1024, **n),
+                  T.BertForSequenceClassification), 32, True, "input_ids", 1000),
+        Case("hf/distilbert-mini", "hf", "text",
+             make(lambda: T.DistilBertConfig(vocab_size=1000, dim=256, n_layers=4, n_heads=4,
+                                             hidden_dim=1024, **n),
+                  T.DistilBertForSequenceClassification), 32, True, "input_ids", 1000),
+        Case("hf/gpt2-mini", "hf", "text",
+             make(lambda: T.GPT2Config(vocab_size=1000, n_embd=256, n_layer=4, n_head=4,
+                                       pad_token_id=0, bos_token_id=1, eos_token_id=1, **n),
+                  T.GPT2ForSequenceClassification), 32, True, "input_ids", 1000),
     ]  # fmt: skip
 
 
@@ -149,7 +164,7 @@ def time_limit(seconds: int):
 
 
 def _call(case: Case, module: nn.Module, x: torch.Tensor):
-    out = module(pixel_values=x) if case.kwargs else module(x)
+    out = module(**{case.key: x}) if case.kwargs else module(x)
     return out[0] if case.kwargs else out
 
 
@@ -160,7 +175,7 @@ def _macs(case: Case, module: nn.Module, x: torch.Tensor) -> float:
 
 
 def run_pareco(case: Case, model: nn.Module, x: torch.Tensor) -> dict:
-    example = {"example_kwargs": {"pixel_values": x}} if case.kwargs else {"example_input": x}
+    example = {"example_kwargs": {case.key: x}} if case.kwargs else {"example_input": x}
     row = {"status": "refused", "groups": 0, "ratio": None, "check": "-", "note": ""}
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -218,7 +233,7 @@ def check_export(case: Case, sub: nn.Module, x: torch.Tensor) -> str:
             export.save(sub, os.path.join(tmp, "m"))
             loaded = export.load(os.path.join(tmp, "m"))
             with torch.no_grad():
-                got = loaded(pixel_values=x)[0] if case.kwargs else loaded(x)
+                got = loaded(**{case.key: x})[0] if case.kwargs else loaded(x)
             done.append("load" if torch.allclose(got, want, atol=1e-4, rtol=1e-4) else "load≠")
         except Exception as err:
             done.append(f"save failed ({str(err).splitlines()[0][:40]})")
@@ -238,7 +253,7 @@ def run_torch_pruning(case: Case, model: nn.Module, x: torch.Tensor) -> dict:
     except ImportError:
         return {"tp": "not installed", "tp_ratio": None}
     model = copy.deepcopy(model).eval()
-    inputs = {"pixel_values": x} if case.kwargs else x
+    inputs = {case.key: x} if case.kwargs else x
     try:
         full = _macs(case, model, x)
     except Exception as err:
@@ -295,7 +310,10 @@ def main() -> None:
         except Exception as err:
             print(f"| {case.name} | {case.kind} | - | build failed: {str(err)[:60]} |||||||")
             continue
-        x = torch.randn(1, 3, case.size, case.size)
+        if case.vocab:
+            x = torch.randint(1, case.vocab, (1, case.size))
+        else:
+            x = torch.randn(1, 3, case.size, case.size)
         row = run_pareco(case, model, x)
         if not args.no_tp:
             row.update(run_torch_pruning(case, model, x))

@@ -27,6 +27,7 @@ from torch import Tensor, fx, nn
 
 from pareco.atomic import atomic_path
 from pareco.errors import ParecoError, first_line
+from pareco.outputs import returns_a_cache
 
 FORMAT = "pareco-subnet"
 FORMAT_VERSION = 2
@@ -317,7 +318,14 @@ def to_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     args, kwargs = _example(sub, example_input)
-    single = len(args) == 1 and not kwargs and isinstance(args[0], Tensor)
+    # one tensor input (settings such as use_cache=False are constants, not inputs): "input"
+    single = (
+        len(args) == 1
+        and isinstance(args[0], Tensor)
+        and not any(isinstance(v, Tensor) for v in kwargs.values())
+    )
+    if returns_a_cache(sub, kwargs):  # HF decoders: a cache object is no ONNX output
+        kwargs = {**kwargs, "use_cache": False}
     was_training = sub.training
     sub.eval()
     # the exporter logs every torchvision op it skips, and onnxscript's constant folding every

@@ -8,12 +8,13 @@ fronts, channel sorting) reads the output through :func:`logits_of`, so a model 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["logits_of"]
+__all__ = ["logits_of", "returns_a_cache"]
 
 
 def logits_of(out: Any) -> Tensor:
@@ -33,3 +34,15 @@ def logits_of(out: Any) -> Tensor:
         f"the model returned a {type(out).__name__}; pareco reads logits from a tensor, an "
         "output with a `logits` field, or a tuple whose first element is the logits"
     )
+
+
+def returns_a_cache(model: nn.Module, kwargs: Mapping[str, Any]) -> bool:
+    """A Hugging Face model that would return its key/value cache (``config.use_cache`` on, a
+    ``use_cache`` argument ``kwargs`` does not set): ``torch.export`` and the ONNX exporters
+    cannot return that object, so pareco traces such a model with ``use_cache=False``."""
+    if "use_cache" in kwargs or not getattr(getattr(model, "config", None), "use_cache", False):
+        return False
+    try:
+        return "use_cache" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
 
+from pareco.outputs import returns_a_cache
 from pareco.slimming import rules as _rules  # noqa: F401  (registers pareco's own rules)
 from pareco.slimming.capture import as_call, batch_size, capture, reference_output
 from pareco.slimming.checks import check, warn_if_little
@@ -72,7 +72,7 @@ def slim(
     args, kwargs = as_call(example_input, example_kwargs)
     batch = batch_size(args, kwargs)
     cache_note = []
-    if _returns_a_cache(model, kwargs):  # HF decoders: a cache object is no tensor output
+    if returns_a_cache(model, kwargs):  # HF decoders: a cache object is no tensor output
         kwargs = {**kwargs, "use_cache": False}
         cache_note = [
             "traced with use_cache=False (the cache of a Hugging Face model is no tensor "
@@ -94,14 +94,3 @@ def slim(
     check(net, model, reference, args, kwargs, batch)
     warn_if_little(net)
     return net
-
-
-def _returns_a_cache(model: nn.Module, kwargs: dict) -> bool:
-    """A Hugging Face model that would return its key/value cache (``config.use_cache`` on, a
-    ``use_cache`` argument the example does not set): torch.export cannot return that object."""
-    if "use_cache" in kwargs or not getattr(getattr(model, "config", None), "use_cache", False):
-        return False
-    try:
-        return "use_cache" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
