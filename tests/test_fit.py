@@ -243,23 +243,45 @@ def test_fit_never_overwrites_a_run(tmp_path):
     assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
 
 
+class PaddedTokens(torch.utils.data.Dataset):
+    """Sentences of 4-12 tokens padded to 12, the class in the first token; a sample is
+    ``({"input_ids", "attention_mask"}, label)`` as a tokenizer gives it, or the ids alone."""
+
+    def __init__(self, n: int, seed: int, as_dict: bool) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.y = torch.randint(0, 3, (n,), generator=g)
+        self.ids = torch.randint(5, 100, (n, 12), generator=g)
+        self.ids[:, 0] = self.y + 1
+        self.mask = (torch.arange(12) < torch.randint(4, 13, (n, 1), generator=g)).long()
+        self.ids[self.mask == 0] = 0
+        self.as_dict = as_dict
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        if self.as_dict:
+            return {"input_ids": self.ids[i], "attention_mask": self.mask[i]}, self.y[i]
+        return self.ids[i], self.y[i]
+
+
 @pytest.mark.slow
-def test_fit_a_hugging_face_text_model_on_token_ids(tmp_path):
-    """A transformers model as it is: integer token ids in, a ModelOutput out (its logits are
-    read), trained, fronted and exported to pt and ONNX with the accuracy the front promised."""
+@pytest.mark.parametrize("as_dict", [False, True], ids=["token-ids", "dict-with-mask"])
+def test_fit_a_hugging_face_text_model(tmp_path, as_dict):
+    """A transformers model as it is: integer token ids (or a tokenizer's dict, passed as keyword
+    arguments) in, a ModelOutput out (its logits are read); trained, fronted and exported to pt
+    and ONNX with the accuracy the front promised."""
     T = pytest.importorskip("transformers")
-    g = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 3, (320,), generator=g)
-    ids = torch.randint(5, 100, (320, 10), generator=g)
-    ids[:, 0] = y + 1  # the class is in the first token: learnable in one epoch
-    train = DataLoader(TensorDataset(ids[:256], y[:256]), batch_size=32, shuffle=True)
-    test = DataLoader(TensorDataset(ids[256:], y[256:]), batch_size=32)
+    torch.manual_seed(0)
+    train = DataLoader(PaddedTokens(256, 0, as_dict), batch_size=32, shuffle=True)
+    test = DataLoader(PaddedTokens(64, 1, as_dict), batch_size=32)
     model = T.BertForSequenceClassification(T.BertConfig(
         vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=64, num_labels=3))  # fmt: skip
     run = pareco.fit(model, train, test=test, epochs=2, out=tmp_path / "bert", lr=0.05,
                      num_proposals=4, warmup_proposals=2, **FAST)  # fmt: skip
-    assert run.data.val.x.dtype == torch.int64  # token ids are not turned into floats
+    val = run.data.val.x
+    assert (val["input_ids"] if as_dict else val).dtype == torch.int64  # ids stay integers
     rows = json.loads((run.run_dir / "eval.json").read_text())["uniform"]
     assert rows[0]["test_accuracy"] > 0.6
     onnx = "onnxruntime" in {m.name for m in __import__("pkgutil").iter_modules()}

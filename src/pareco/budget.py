@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from pareco import batch as batch_inputs
 from pareco.cost_metrics import UnknownMetric
 from pareco.evaluate import recalibrate_bn
 from pareco.front import (
@@ -270,7 +271,9 @@ def export_for_budget(
             )
         report = export_report(front, point, cost, budget, checks, target, formats)
         if cost == "latency" and pricer.latency is not None:
-            example = run.data.normalize(run.data.test.x[:1]).cpu()
+            example = batch_inputs.to(
+                run.data.normalize(batch_inputs.take(run.data.test.x, 1)), "cpu"
+            )
             if budget_ms is not None:
                 report["budget"]["ms"] = budget_ms
             report["latency"] = measure_latency(pricer.latency, sub.cpu(), example, point,
@@ -317,9 +320,16 @@ def _onnx_logits(
 
     from pareco.export import to_onnx
 
-    to_onnx(sub, example.cpu(), path)
+    to_onnx(sub, batch_inputs.to(example, "cpu"), path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outs = [torch.from_numpy(session.run(None, {"input": x.cpu().numpy()})[0]) for x, _ in loader]
+    names = [i.name for i in session.get_inputs()]
+
+    def feed(x: Any) -> dict[str, Any]:  # a tensor is "input"; a dict's tensors go by name
+        if isinstance(x, Tensor):
+            return {"input": x.cpu().numpy()}
+        return {k: v.cpu().numpy() for k, v in x.items() if k in names}
+
+    outs = [torch.from_numpy(session.run(None, feed(x))[0]) for x, _ in loader]
     return torch.cat(outs)
 
 

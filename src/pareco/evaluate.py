@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pareco import batch as batch_inputs
 from pareco.distributed import DistContext, all_reduce_sum, average_bn_statistics
 from pareco.outputs import logits_of
 from pareco.recalibrate import bn_layers, recalibrate_bn
@@ -61,7 +62,7 @@ def evaluate(
     try:
         with net.widths(alpha):
             for x, y in loader:
-                out = logits_of(net(x)).float()
+                out = logits_of(batch_inputs.call(net, x)).float()
                 loss_sum += F.cross_entropy(out, y, reduction="sum").item()
                 correct += (out.argmax(1) == y).sum().item()
                 total += y.numel()
@@ -85,13 +86,13 @@ def score_widths(
     mode), since the running statistics belong to no width in particular; they are left exactly
     as they were.
     """
-    forward = forward or (lambda m, x: m(x))
+    forward = forward or batch_inputs.call
     bn = bn_layers(net)
     saved = [
         (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bn
     ]
     was_training = net.training
-    device = batches[0][0].device
+    device = batch_inputs.first(batches[0][0]).device
     out = torch.zeros(len(alphas), dtype=torch.float64, device=device)
     net.train()
     try:

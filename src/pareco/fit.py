@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pareco import batch as batch_inputs
 from pareco.build import build_net
 from pareco.checkpoint import CHECKPOINT, has_checkpoint
 from pareco.config import TrainConfig, data_names, refuse_unknown_keys
@@ -58,7 +59,10 @@ def fit(
             already slimmable net (``pareco.slim``), or a zoo name / ``package.module:factory``
             when ``train`` is pareco data (``pareco.data.load_dataset`` and friends).
         train: a ``DataLoader`` or any iterable of ``(inputs, targets)`` batches, or pareco data
-            (which brings its own validation, calibration and test splits).
+            (which brings its own validation, calibration and test splits). ``inputs`` is a
+            tensor, or a dict of tensors passed as keyword arguments (a tokenizer's
+            ``input_ids`` and ``attention_mask``); the model may return a tensor of logits or a
+            Hugging Face ``ModelOutput``.
         val: validation batches, which select the front; None carves them out of ``train``'s
             dataset by index (``val_size`` samples).
         test: test batches the front reports on; None reports on ``val``, and says so:
@@ -176,7 +180,7 @@ def _num_classes(model: nn.Module, x: Tensor) -> int:
     """Outputs of ``model`` on a batch: what the front and export record as classes."""
     probe = copy.deepcopy(model).cpu().eval()
     try:
-        out = logits_of(probe(x[:2].cpu()))
+        out = logits_of(batch_inputs.call(probe, batch_inputs.to(batch_inputs.take(x, 2), "cpu")))
     except TypeError as err:
         raise RunError(str(err)) from None
     if out.dim() != 2:

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from pareco import batch as batch_inputs
 from pareco.atomic import write_text_atomic
 from pareco.cost_metrics import Pricer, UnknownMetric, all_metrics, get_metric, run_pricer
 from pareco.cost_metrics import names as metric_names
@@ -469,7 +470,7 @@ def predict(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]]) -> tuple[
     outs, labels = [], []
     try:
         for x, y in loader:
-            outs.append(logits_of(model(x)).float().cpu())
+            outs.append(logits_of(batch_inputs.call(model, x)).float().cpu())
             labels.append(y.cpu())
     finally:
         model.train(was_training)

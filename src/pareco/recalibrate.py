@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from pareco import batch as batch_inputs
 from pareco.slimming import SlimmableNet
 
 
@@ -47,7 +48,7 @@ def recalibrate_bn(
         try:
             for batch in batches:
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                net(x)
+                batch_inputs.call(net, x)
                 n += 1
         finally:
             for m, (momentum, training) in zip(layers, saved):

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pareco import batch as batch_inputs
 from pareco.outputs import logits_of
 from pareco.slimming import SlimmableNet
 
@@ -91,7 +92,7 @@ def sandwich_backward(
     model = net if model is None else model
     loss_fn = loss_fn or label_loss()
     backward = backward or (lambda loss: loss.backward())
-    forward = forward or (lambda m, inputs: m(inputs))
+    forward = forward or batch_inputs.call
     space = net.space
     alphas = [space.largest(), *widths, space.smallest()]
     losses: list[Tensor] = []

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pareco import batch as batch_inputs
 from pareco.outputs import logits_of
 from pareco.slimming import SlimmableNet
 
@@ -233,7 +234,7 @@ def _taylor_scores(
     forward: Callable[[nn.Module, Any], Tensor] | None,
 ) -> dict[int, Tensor]:
     """Mean over batches of ``(sum of grad * param over each channel's output-side params)^2``."""
-    forward = forward or (lambda m, x: m(x))
+    forward = forward or batch_inputs.call
     output_side = {
         col: [s for s in sites if s.is_param and s.blocks(col) and s.dim == 0] for col in cols
     }

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pareco import batch as batch_inputs
 from pareco import distributed, rundir
 from pareco.atomic import write_text_atomic
 from pareco.build import build_data, build_net
@@ -319,7 +320,7 @@ class Trainer:
         recal = self.data.recalibration_batches(
             cfg.recal_batches, cfg.batch_size, cfg.seed, self.device
         )
-        if self.channels_last:
+        if self.channels_last and isinstance(x, Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
             recal = [r.contiguous(memory_format=torch.channels_last) for r in recal]
         return Batches((x, y), recal)
@@ -331,7 +332,7 @@ class Trainer:
             dtype=self.amp_dtype or torch.float32,
             enabled=self.amp_dtype is not None,
         ):
-            return model(x)
+            return batch_inputs.call(model, x)
 
     def _widths(self) -> list[Tensor]:
         """This step's sampled widths: chosen on rank 0, identical on every rank."""
@@ -425,7 +426,7 @@ class Trainer:
             )
             epoch_start = time.perf_counter()
             for x, y in self.loader:
-                if self.channels_last:
+                if self.channels_last and isinstance(x, Tensor) and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 start = time.perf_counter()
                 losses = self.sandwich_step(x, y, self._widths())
@@ -436,7 +437,7 @@ class Trainer:
                         f"{rundir.last_good(self.run_dir)}"
                     )
                 self.step += 1
-                imgs_since_log += x.shape[0] * self.world
+                imgs_since_log += batch_inputs.num_samples(x) * self.world
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{losses['loss_full']:.3f}", refresh=False)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Subset
 
+from pareco import batch as batch_inputs
 from pareco.data.base import DatasetError, EpochPosition, derive_seed
 
 
@@ -34,7 +35,7 @@ def as_pair(batch: Any, where: str) -> tuple[Tensor, Tensor]:
     expected."""
     if isinstance(batch, (tuple, list)) and len(batch) == 2:
         x, y = batch
-        if isinstance(x, Tensor) and isinstance(y, Tensor):
+        if batch_inputs.is_inputs(x) and isinstance(y, Tensor):
             return x, y
     if isinstance(batch, dict):
         got = f"a dict with keys {sorted(batch)}"
@@ -44,8 +45,9 @@ def as_pair(batch: Any, where: str) -> tuple[Tensor, Tensor]:
     else:
         got = type(batch).__name__
     raise DatasetError(
-        f"{where} must yield (inputs, targets) pairs of tensors, got {got}: make the dataset "
-        "return (x, y) or give the DataLoader a collate_fn that does"
+        f"{where} must yield (inputs, targets) pairs of tensors (inputs: a tensor or a dict of "
+        f"tensors, passed as keyword arguments), got {got}: make the dataset return (x, y) or "
+        "give the DataLoader a collate_fn that does"
     )
 
 
@@ -134,7 +136,10 @@ class ResumableLoader(EpochPosition):
                 break
             x, y = as_pair(batch, "the training loader")
             self.position = k + 1
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield (
+                batch_inputs.to(x, self.device, non_blocking=True),
+                y.to(self.device, non_blocking=True),
+            )
         self.epoch, self.position = epoch + 1, 0
 
 
@@ -179,16 +184,18 @@ class LoaderData:
             calib = [calib]
         self.calib = LoaderSplit(calib, "the calibration data")
         x, _ = as_pair(next(iter(train)), "the training loader")
-        self.input_shape = tuple(x.shape[1:])
+        self.input_shape = tuple(batch_inputs.first(x).shape[1:])  # a dict: its first tensor's
         channels = self.input_shape[0] if self.input_shape else 1
         self.mean, self.std = (0.0,) * channels, (1.0,) * channels  # the user normalizes
         self.class_names = tuple(str(i) for i in range(num_classes))
-        self.batch_size = int(getattr(train, "batch_size", None) or x.shape[0])
+        self.batch_size = int(getattr(train, "batch_size", None) or batch_inputs.num_samples(x))
 
     def normalize(self, x: Tensor) -> Tensor:
         """Identity: a user's loader yields model-ready inputs. Bytes (uint8 images) become
         floats; other integers (token ids) stay as they are."""
-        return x.float() if x.dtype in (torch.uint8, torch.bool) else x
+        return batch_inputs.apply(
+            lambda t: t.float() if t.dtype in (torch.uint8, torch.bool) else t, x
+        )
 
     def train_loader(
         self,
@@ -229,11 +236,11 @@ class LoaderData:
         for k, batch in enumerate(part.loader):
             if k % world == rank:
                 x, y = as_pair(batch, part.where)
-                yield x.to(device), y.to(device)
+                yield batch_inputs.to(x, device), y.to(device)
 
     def full_batch(self, split: str, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         xs, ys = zip(*self.eval_loader(split, device=device))
-        return torch.cat(xs), torch.cat(ys)
+        return batch_inputs.cat(list(xs)), torch.cat(ys)
 
     def recalibration_batches(
         self, n_batches: int, batch_size: int, seed: int, device: torch.device | str = "cpu"
@@ -264,7 +271,7 @@ class LoaderData:
 
     def example_input(self, device: torch.device | str = "cpu") -> Tensor:
         """The first validation input, ``1 x ...``."""
-        return self.normalize(self.val.x[:1]).to(device)
+        return batch_inputs.to(self.normalize(batch_inputs.take(self.val.x, 1)), device)
 
     def split_sizes(self) -> dict[str, int]:
         """Samples per split (train: the dataset's length, else batches x batch size)."""
