@@ -47,15 +47,15 @@ def write_module(folder, name: str, body: str) -> None:
     (folder / f"{name}.py").write_text(textwrap.dedent(body))
 
 
-def _doc_example() -> str:
-    """The energy plugin of docs/extending.md, so the page's example is the one tested."""
+def _doc_example(name: str) -> str:
+    """A plugin of docs/extending.md, so the page's examples are the ones tested."""
     text = (Path(__file__).parent.parent / "docs" / "extending.md").read_text()
-    block = text.split("```python\n", 1)[1].split("```", 1)[0]
-    assert block.startswith("# energy_metric.py")
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    (block,) = [b for b in blocks if b.startswith(f"# {name}")]
     return block
 
 
-ENERGY = _doc_example()
+ENERGY = _doc_example("energy_metric.py")
 
 
 def test_a_registered_metric_prices_batches_and_is_an_objective(net, clean_registry):
@@ -175,6 +175,27 @@ def test_a_plugin_dataset_is_named_by_a_run(tmp_path, monkeypatch, clean_registr
         assert "plugin-blobs" in dataset_names()
     finally:
         registry._REGISTRY.pop("plugin-blobs", None)
+
+
+def test_the_dataset_example_of_the_docs_loads(tmp_path, monkeypatch, clean_registry):
+    import numpy as np
+
+    from pareco.data import load_dataset, registry
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "plugin_npz.py").write_text(_doc_example("npz_data.py"))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "images.npz",
+             train_x=rng.integers(0, 255, (60, 1, 8, 8), dtype=np.uint8),
+             train_y=np.arange(60) % 3, test_x=rng.integers(0, 255, (12, 1, 8, 8), dtype=np.uint8),
+             test_y=np.arange(12) % 3)  # fmt: skip
+    try:
+        assert TrainConfig(data="npz", plugins=["plugin_npz"]).data == "npz"
+        data = load_dataset("npz", tmp_path, val_size=6, calib_size=6)
+        assert data.split_sizes() == {"train": 48, "val": 6, "calib": 6, "test": 12}
+        assert data.num_classes == 3
+    finally:
+        registry._REGISTRY.pop("npz", None)
 
 
 @pytest.mark.slow
