@@ -199,6 +199,8 @@ def restore(root: Path, into: Path) -> list[str]:
 def status_rows(snapshots: Path, summaries: Path, seeds: list[int]) -> list[dict]:
     """Where each planned run stands, read from the snapshots and the summaries alone: summarized
     (its seed has a summary), trained (eval.json), step k of n (a checkpoint), or not started."""
+    import torch
+
     from pareco.checkpoint import load_checkpoint
 
     rows = []
@@ -213,11 +215,13 @@ def status_rows(snapshots: Path, summaries: Path, seeds: list[int]) -> list[dict
                 seconds = json.loads((snap / "search.json").read_text())["seconds"]
                 row.update(state="searched", hours=seconds / 3600)
             elif name.startswith("twostage-"):
-                row["state"] = (
-                    "waits for stage one"
-                    if not (snap / "checkpoint.pt").exists()
-                    else ("searching")
-                )
+                row["state"] = "waits for stage one"
+                if (snap / "checkpoint.pt").exists():
+                    row["state"] = "searching"
+                    if (snap / "search_state.pt").exists():  # candidates scored so far
+                        saved = torch.load(snap / "search_state.pt", weights_only=False)
+                        done = len(saved["search"]["history"]["steps"])
+                        row["state"] = f"searching ({done} of {saved['key']['budget']} candidates)"
             elif (snap / "checkpoint.pt").exists():
                 state = load_checkpoint(snap, map_location="cpu", repair=False)
                 loader, config = state["loader"], state["config"]

@@ -81,11 +81,18 @@ def test_status_reads_snapshots_and_summaries(tmp_path):
     (snaps / "twostage-flops-s0").mkdir()
     (snaps / "twostage-flops-s0" / "search.json").write_text('{"seconds": 720}')
     (summaries / "s1.json").write_text("{}")
+    checkpoint("twostage-memory-s0", 100, True)  # stage one's copy, its search under way
+    from pareco.twostage import _save_state
+
+    key = {"cost": "memory", "budget": 1000, "step": 100}
+    state = {"history": {"steps": [0] * 14}}
+    _save_state(snaps / "twostage-memory-s0" / "search_state.pt", key, state, 1.0)
     rows = {r["run"]: r for r in status_rows(snaps, summaries, [0, 1])}
     assert rows["slim-s0"]["state"] == "trained" and rows["slim-s0"]["steps"] == 100
     assert rows["twostage-s0"]["state"] == "training" and rows["twostage-s0"]["step"] == 40
     assert rows["twostage-flops-s0"]["state"] == "searched"
-    assert rows["twostage-memory-s0"]["state"] == "waits for stage one"
+    assert rows["twostage-memory-s0"]["state"] == "searching (14 of 1000 candidates)"
+    assert rows["twostage-flops-s1"]["state"] == "summarized"
     assert rows["pareco-flops-s0"]["state"] == "not started"
     assert rows["pareco-memory-s1"]["state"] == "summarized"
     table = status_table(list(rows.values())).splitlines()
