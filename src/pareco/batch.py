@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["apply", "call", "cat", "is_inputs", "num_samples", "take", "to"]
+__all__ = ["apply", "call", "cat", "first", "is_inputs", "num_samples", "take", "to"]
 
 Inputs = Tensor | Mapping[str, Tensor]
 

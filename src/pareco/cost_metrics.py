@@ -207,7 +207,7 @@ LATENCY = register_metric(
 _BUILTIN.update(_REGISTRY)
 
 
-def check_price(metric: Metric, net: SlimmableNet, values: Tensor | None = None) -> None:
+def check_price(metric: Metric, net: SlimmableNet) -> None:
     """Check a user's price function on a sweep of uniform widths, smallest to largest.
 
     Raises:

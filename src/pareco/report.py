@@ -125,7 +125,8 @@ def format_front_table(front: Mapping[str, Any], cost: str | None = None) -> str
     """The front under ``cost`` (default: the run's objective) as aligned text, with metrics."""
     cost = cost or front["cost"]
     ms = "latency" in point_metrics(front)  # predicted milliseconds beside the ratios
-    own = () if cost in ("flops", "memory", "params", "latency") else (cost,)  # a user's metric
+    shown = ("flops", "memory", "params", *(("latency",) if ms else ()))
+    own = () if cost in shown else (cost,)  # a user's metric gets a column of its own
     header = ("id", "FLOPs ratio", "memory ratio", "params ratio", *(("latency",) if ms else ()),
               *(f"{c} ratio" for c in own), "val acc", "test acc", "source")  # fmt: skip
     rows = [header]

@@ -320,10 +320,14 @@ class Trainer:
         recal = self.data.recalibration_batches(
             cfg.recal_batches, cfg.batch_size, cfg.seed, self.device
         )
-        if self.channels_last and isinstance(x, Tensor) and x.dim() == 4:
+        if self._channels_last_input(x):
             x = x.contiguous(memory_format=torch.channels_last)
             recal = [r.contiguous(memory_format=torch.channels_last) for r in recal]
         return Batches((x, y), recal)
+
+    def _channels_last_input(self, x: Any) -> bool:
+        """Images (``B x C x H x W``) on CUDA with channels_last on; never a dict of inputs."""
+        return self.channels_last and isinstance(x, Tensor) and x.dim() == 4
 
     # --- one step -------------------------------------------------------------------------------
     def _forward(self, model: nn.Module, x: Tensor) -> Tensor:
@@ -426,7 +430,7 @@ class Trainer:
             )
             epoch_start = time.perf_counter()
             for x, y in self.loader:
-                if self.channels_last and isinstance(x, Tensor) and x.dim() == 4:
+                if self._channels_last_input(x):
                     x = x.contiguous(memory_format=torch.channels_last)
                 start = time.perf_counter()
                 losses = self.sandwich_step(x, y, self._widths())
