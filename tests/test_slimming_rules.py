@@ -10,6 +10,7 @@ from torch import nn
 
 import pareco
 from pareco.slimming import registry
+from pareco.slimming.context import ShapeLike
 from pareco.slimming.walker import Walker
 
 
@@ -120,7 +121,7 @@ class LayerScale(nn.Module):
 
 def test_a_parameter_viewed_to_a_size_tuple_of_its_module_follows_the_width(tmp_path):
     w = walk(Op(lambda m, y: m.ls(y), ls=LayerScale(8)), X)  # noted; found at plan time
-    assert [(o, k) for o, _, _, k in w.attrs] == [("ls", "shape_like:0:8,1,1")]
+    assert [(o, k) for o, _, _, k in w.attrs] == [("ls", ShapeLike(dim=0, shape=(8, 1, 1)))]
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), LayerScale(16), nn.ReLU(),
                           nn.Conv2d(16, 8, 3), nn.Flatten(), nn.LazyLinear(4))  # fmt: skip
     model(torch.zeros(1, 3, 12, 12))

@@ -11,7 +11,7 @@ Every method here is the whole interface; rules never touch pareco's internals.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from torch import Tensor, fx
 
@@ -19,6 +19,15 @@ from pareco.slimming.groups import Expr, Info
 
 if TYPE_CHECKING:
     from pareco.slimming.walker import Walker
+
+
+class ShapeLike(NamedTuple):
+    """An attribute request whose name the walker cannot know: whichever size tuple of the
+    module equals ``shape`` follows the active size of entry ``dim`` (resolved in the plan,
+    which has the module)."""
+
+    dim: int
+    shape: tuple[int, ...]
 
 
 class RuleContext:
@@ -111,8 +120,7 @@ class RuleContext:
         """``owner``'s forward() may pass a size tuple of its own to a view (timm's
         ``x * self.scale.view(self.shape)``): the attribute of ``owner`` equal to ``shape``, if
         there is one, gets ``expr``'s active size at ``dim`` at every width."""
-        kind = f"shape_like:{dim}:{','.join(str(s) for s in shape)}"
-        self._w.attrs.append((owner, "", expr, kind))
+        self._w.attrs.append((owner, "", expr, ShapeLike(dim, tuple(shape))))
 
     def new_group(self, size: int, fixed: bool = False) -> Expr:
         """A fresh group of ``size`` channels, as an expression."""

@@ -38,7 +38,7 @@ class SlimmableNet(nn.Module):
         module: nn.Module,
         space: WidthSpace,
         cuts: list[_Cut],
-        attrs: list[tuple[nn.Module, str, list[tuple[int | None, int, int]], str]],
+        attrs: list[tuple[nn.Module, str, list[tuple[int | None, int, int]], str | int]],
         costs: CostModel,
         example: tuple[tuple, dict],
         notes: list[str],
@@ -114,9 +114,9 @@ class SlimmableNet(nn.Module):
             set_cuts(entry["m"], entry["cuts"])
         for module, attr, segs, kind in self._attrs:
             n = sum(c * per for c, per, _ in active(segs))
-            if kind.startswith("dim:"):  # one entry of a size tuple the module keeps
+            if isinstance(kind, int):  # one entry of a size tuple the module keeps
                 value: Any = list(getattr(module, attr))
-                value[int(kind[4:])] = n
+                value[kind] = n
                 value = type(getattr(module, attr))(value)
             else:
                 value = (n,) if kind == "shape" else n

@@ -11,6 +11,7 @@ from torch import nn
 
 from pareco.cost import CostModel, Factor, Polynomial
 from pareco.layers import SliceSwitch, make_sliceable
+from pareco.slimming.context import ShapeLike
 from pareco.slimming.costs import constant_flops, cost_terms
 from pareco.slimming.errors import SlimError
 from pareco.slimming.groups import Expr
@@ -195,14 +196,12 @@ def build(
         s = segs(e)
         if any(c is not None for c, _, _ in s):
             module = model.get_submodule(owner)
-            if kind.startswith("shape_like:"):  # the module's own size tuples equal to the view's
-                _, dim, text = kind.split(":")
-                shape = tuple(int(v) for v in text.split(","))
+            if isinstance(kind, ShapeLike):  # the module's own size tuples equal to the view's
                 for name, value in sorted(vars(module).items()):
                     if isinstance(value, (tuple, list)) and not name.startswith("_") and (
-                        tuple(value) == shape and all(isinstance(v, int) for v in value)
+                        tuple(value) == kind.shape and all(isinstance(v, int) for v in value)
                     ):  # fmt: skip
-                        attrs.append((module, name, s, f"dim:{dim}"))
+                        attrs.append((module, name, s, kind.dim))
                 continue
             attrs.append((module, attr, s, kind))
 

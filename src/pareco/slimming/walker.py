@@ -25,7 +25,7 @@ from torch import Tensor, fx
 from torch.utils import _pytree as pytree
 
 from pareco.slimming import registry
-from pareco.slimming.context import RuleContext
+from pareco.slimming.context import RuleContext, ShapeLike
 from pareco.slimming.groups import Expr, Groups, Info
 from pareco.slimming.rules.elementwise import pointwise
 
@@ -72,7 +72,7 @@ class Walker:
         self.notes: list[str] = []
         self.macs: list[tuple[list[Any], float]] = []
         self.const_flop_nodes: list[fx.Node] = []
-        self.attrs: list[tuple[str, str, Expr, str]] = []
+        self.attrs: list[tuple[str, str, Expr, str | ShapeLike]] = []
         self.storage: dict[fx.Node, fx.Node] = {}
 
     # --- helpers shared with the rules (through RuleContext) -------------------------------
