@@ -200,6 +200,52 @@ def test_attention_keeps_its_inputs_at_full_width():
     assert w.g.fixed[root]
 
 
+class EagerAttention(nn.Module):
+    """Hugging Face's eager attention (MobileViT): ``view(*shape, -1, head_size)`` with the head
+    size a constant of the module, then matmuls; the output is viewed back to a constant width."""
+
+    def __init__(self, dim: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.inp, self.out = nn.Linear(dim, dim), nn.Linear(dim, 4)
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.head_size, self.all_head_size = dim // heads, dim
+
+    def forward(self, x):
+        h = self.inp(x)
+        shape = (*h.shape[:-1], -1, self.head_size)
+        q, k, v = (m(h).view(shape).transpose(1, 2) for m in (self.q, self.k, self.v))
+        a = torch.matmul(torch.matmul(q, k.transpose(-1, -2)).softmax(-1), v)
+        a = a.transpose(1, 2).contiguous()
+        return self.out(a.view(*a.shape[:-2], self.all_head_size)).mean(1)
+
+
+def test_heads_asked_for_as_minus_one_keep_query_key_value_at_full_width():
+    model = EagerAttention()
+    x = torch.randn(2, 5, 16)
+    w = walk(model, x)
+    for name in ("q", "k", "v"):
+        ((root, _),) = group(w, f"{name}.weight", 0)
+        assert w.g.fixed[root], name
+    net = pareco.slim(model, x)  # refused before: "shape '[2, 5, -1, 8]' is invalid"
+    assert net.space.dim >= 1 and any("heads" in n for n in net.notes)
+    alpha = net.space.smallest()
+    with torch.no_grad(), net.widths(alpha):
+        expected = net(x)
+    torch.testing.assert_close(net.export(alpha)(x), expected)
+
+
+def test_a_shuffle_with_its_part_size_asked_for_as_minus_one_still_splits():
+    def shuffle(part):  # 8 channels as 2 parts, transposed and flattened back, then a classifier
+        return lambda m, y: m.fc(
+            y.view(2, 2, part, 6, 6).transpose(1, 2).flatten(1, 2).mean((2, 3))
+        )
+
+    inferred, literal = (walk(Op(shuffle(p), fc=nn.Linear(8, 3)), X) for p in (-1, 4))
+    assert out_dims(inferred) == out_dims(literal)
+    segments = group(inferred, "conv.weight", 0)
+    assert len(segments) == 2 and not any(inferred.g.fixed[g] for g, _ in segments)
+
+
 # --- the registry: qualified names ---------------------------------------------------------------
 @torch.library.custom_op("pareco_test::mean", mutates_args=())
 def _custom_mean(x: torch.Tensor) -> torch.Tensor:

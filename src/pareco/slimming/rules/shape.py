@@ -20,8 +20,12 @@ _RESHAPE = (
 )  # fmt: skip
 
 
-def reshape_info(ctx: RuleContext, xi: Info, a: tuple, b: tuple) -> Info:
-    """The channel expressions of a tensor of shape ``a`` viewed as shape ``b``."""
+def reshape_info(
+    ctx: RuleContext, xi: Info, a: tuple, b: tuple, inferred: int | None = None
+) -> Info:
+    """The channel expressions of a tensor of shape ``a`` viewed as shape ``b``; ``inferred``:
+    the dimension of ``b`` the code asked for as ``-1``, if any (its size follows the tensor,
+    while the others may be constants of the module)."""
     ai = [d for d in range(len(a)) if a[d] != 1]
     bj = [d for d in range(len(b)) if b[d] != 1]
     out: Info = {}
@@ -54,7 +58,10 @@ def reshape_info(ctx: RuleContext, xi: Info, a: tuple, b: tuple) -> Info:
             parts = None
             if all(p % inner == 0 for _, p in segs):
                 out[dst_dims[0]] = tuple((g, p // inner) for g, p in segs)
-            elif len(dst_dims) == 2:  # (G, C/G): G equal parts, the channel inside (a shuffle)
+            elif len(dst_dims) == 2 and inferred != dst_dims[0]:
+                # (G, C/G): G equal parts, the channel inside (a shuffle). Not where the code
+                # asked for the count as -1 (``view(B, N, -1, head_size)``): there the part's
+                # size is a constant and the count is what would follow (attention heads).
                 parts = ctx.split(xi[src_dims[0]], [inner] * b[dst_dims[0]])
             if parts is not None:
                 e = parts[0]
@@ -80,7 +87,13 @@ def reshape(ctx: RuleContext) -> None:
     """Views and reshapes: channels move with the elements they own."""
     x = ctx.node.args[0]
     out_shape = ctx.output_shape()
-    out = reshape_info(ctx, ctx.dims(x), ctx.shape(x), out_shape)
+    sizes = ctx.node.args[1] if len(ctx.node.args) > 1 else None
+    inferred = None
+    if ctx.op in ("aten::view", "aten::reshape", "aten::_unsafe_view") and isinstance(
+        sizes, (list, tuple)
+    ):
+        inferred = next((d for d, s in enumerate(sizes) if isinstance(s, int) and s == -1), None)
+    out = reshape_info(ctx, ctx.dims(x), ctx.shape(x), out_shape, inferred)
     ctx.set_output(out)
     owner = ctx.parameter_owner(x)
     if owner is not None and out_shape is not None:  # a parameter viewed to a size of the module
