@@ -35,6 +35,11 @@ def _hf(name: str):
     if name == "hf_mobilenetv2":
         cfg = T.MobileNetV2Config(image_size=32, depth_multiplier=0.35, num_labels=3)
         return T.MobileNetV2ForImageClassification(cfg)
+    if name == "hf_mobilevit":  # eager attention: view(*shape, -1, head_size), then matmuls
+        necks = [8, 8, 16, 16, 24, 32, 64]
+        cfg = T.MobileViTConfig(image_size=32, neck_hidden_sizes=necks, hidden_sizes=[16, 24, 32],
+                                num_attention_heads=2, num_labels=3)  # fmt: skip
+        return T.MobileViTForImageClassification(cfg)
     raise KeyError(name)
 
 
@@ -54,7 +59,7 @@ def _timm(name: str):
 
 
 # name → (ratio of MACs allowed at uniform 0.5)
-HF = {"hf_resnet": 0.55, "hf_convnext": 0.4, "hf_vit": 0.55}
+HF = {"hf_resnet": 0.55, "hf_convnext": 0.4, "hf_vit": 0.55, "hf_mobilevit": 0.45}
 TIMM = {"timm_resnet": 0.35, "timm_efficientnet": 0.4, "timm_convnext": 0.35,
         "timm_mobilenetv3": 0.45, "timm_densenet": 0.45}  # fmt: skip
 _cache: dict = {}
