@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -236,9 +238,23 @@ def test_ignored_accepts_modules_and_prefixes():
         pareco.slim(model, x, ignored=["nope"])
 
 
-def test_hard_coded_view_is_caught_at_conversion():
-    with pytest.raises(SlimError, match="smallest width"):
-        pareco.slim(HardCodedViewNet(), torch.randn(1, 3, 8, 8))
+class _Wrapped(torch.nn.Module):
+    def __init__(self, body: torch.nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_hard_coded_view_is_caught_at_conversion_and_its_line_named():
+    x = torch.randn(1, 3, 8, 8)
+    line = inspect.getsourcelines(HardCodedViewNet.forward)[1] + 1  # its `return ...view(-1, 8))`
+    with pytest.raises(SlimError, match="smallest width") as err:
+        pareco.slim(HardCodedViewNet(), x)
+    assert f"(at models_for_tests.py:{line} `return self.fc(self.conv(x)" in str(err.value)
+    with pytest.raises(SlimError, match=rf"\(at module 'body', models_for_tests.py:{line} `"):
+        pareco.slim(_Wrapped(HardCodedViewNet()), x)
 
 
 def test_round_to_rounds_channels_down_and_keeps_full_width():

@@ -5,8 +5,10 @@ the exported parameter count, and the exported sub-network equals the slimmable 
 from __future__ import annotations
 
 import contextlib
+import linecache
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +25,33 @@ def _leaves(out: Any) -> list[Tensor]:
     if hasattr(out, "to_tuple"):  # Hugging Face ModelOutput
         out = out.to_tuple()
     return [t for t in pytree.tree_leaves(out) if isinstance(t, Tensor)]
+
+
+#: torch's and pareco's own code: a failure's location is the innermost frame outside them.
+_TORCH, _PARECO = Path(torch.__file__).resolve().parent, Path(__file__).resolve().parents[1]
+_LIBRARY_DIRS = (str(_TORCH), str(_PARECO))
+
+
+def raised_at(err: BaseException, root: nn.Module) -> str:
+    """`` (at module 'blocks.0.attn', model.py:12 `q = ...`)``: the innermost frame of ``err``
+    outside torch and pareco (the user's or their library's forward()), or "" if none."""
+    names = {id(m): n for n, m in root.named_modules()}
+    tb, found = err.__traceback__, None
+    while tb is not None:
+        path = str(Path(tb.tb_frame.f_code.co_filename).resolve())
+        if not path.startswith(_LIBRARY_DIRS):
+            found = (tb.tb_frame, path, tb.tb_lineno)
+        tb = tb.tb_next
+    if found is None:
+        return ""
+    frame, path, line = found
+    parts = []
+    owner = frame.f_locals.get("self")
+    if id(owner) in names and names[id(owner)]:
+        parts.append(f"module '{names[id(owner)]}'")
+    code = linecache.getline(path, line).strip()
+    parts.append(f"{Path(path).name}:{line}" + (f" `{code}`" if code else ""))
+    return f" (at {', '.join(parts)})"
 
 
 def _count(module: nn.Module, args: tuple, kwargs: dict) -> tuple[float, Any]:
@@ -70,7 +99,8 @@ def check(
                 except Exception as err:
                     raise SlimError(
                         f"the slimmed model fails at its smallest width in "
-                        f"{'train' if mode else 'eval'} mode: {_first_line(err)}. A size written "
+                        f"{'train' if mode else 'eval'} mode: {_first_line(err)}"
+                        f"{raised_at(err, net.module)}. A size written "
                         "into forward() (e.g. x.view(-1, 512)) cannot shrink; compute it from "
                         "the tensor (x.flatten(1)), or keep that layer in ignored=."
                     ) from err
