@@ -204,28 +204,35 @@ class EagerAttention(nn.Module):
     """Hugging Face's eager attention (MobileViT): ``view(*shape, -1, head_size)`` with the head
     size a constant of the module, then matmuls; the output is viewed back to a constant width."""
 
-    def __init__(self, dim: int = 16, heads: int = 2) -> None:
+    def __init__(self, dim: int = 16, heads: int = 2, literal: bool = False) -> None:
         super().__init__()
         self.inp, self.out = nn.Linear(dim, dim), nn.Linear(dim, 4)
         self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.head_size, self.all_head_size = dim // heads, dim
+        self.heads, self.head_size, self.all_head_size = heads, dim // heads, dim
+        self.literal = literal  # view(B, N, self.heads, self.head_size): no -1 to go by
 
     def forward(self, x):
         h = self.inp(x)
-        shape = (*h.shape[:-1], -1, self.head_size)
+        count = self.heads if self.literal else -1
+        shape = (*h.shape[:-1], count, self.head_size)
         q, k, v = (m(h).view(shape).transpose(1, 2) for m in (self.q, self.k, self.v))
         a = torch.matmul(torch.matmul(q, k.transpose(-1, -2)).softmax(-1), v)
         a = a.transpose(1, 2).contiguous()
         return self.out(a.view(*a.shape[:-2], self.all_head_size)).mean(1)
 
 
-def test_heads_asked_for_as_minus_one_keep_query_key_value_at_full_width():
-    model = EagerAttention()
+@pytest.mark.parametrize("literal", [False, True])
+def test_heads_of_a_constant_size_keep_query_key_value_at_full_width(literal):
+    model = EagerAttention(literal=literal)
     x = torch.randn(2, 5, 16)
     w = walk(model, x)
     for name in ("q", "k", "v"):
-        ((root, _),) = group(w, f"{name}.weight", 0)
-        assert w.g.fixed[root], name
+        # -1 for the count says the head size is a constant; without it, the first walk
+        # guesses a shuffle (one segment per head), and slim() walks again when that fails
+        segments = group(w, f"{name}.weight", 0)
+        assert len(segments) == (2 if literal else 1), name
+        assert all(w.g.fixed[g] for g, _ in segments) != literal, name
+    assert bool(w.guessed_parts) == literal
     net = pareco.slim(model, x)  # refused before: "shape '[2, 5, -1, 8]' is invalid"
     assert net.space.dim >= 1 and any("heads" in n for n in net.notes)
     alpha = net.space.smallest()

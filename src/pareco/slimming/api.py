@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from pareco.outputs import returns_a_cache
 from pareco.slimming import rules as _rules  # noqa: F401  (registers pareco's own rules)
 from pareco.slimming.capture import as_call, batch_size, capture, reference_output
-from pareco.slimming.checks import check, warn_if_little
+from pareco.slimming.checks import NarrowestFails, check, warn_if_little
 from pareco.slimming.errors import SlimError
 from pareco.slimming.net import SlimmableNet
 from pareco.slimming.plan import apply_ignored, build, resolve_blockers
@@ -79,18 +79,35 @@ def slim(
             "output); the same call is used to save exported sub-networks"
         ]
 
-    model = copy.deepcopy(model)
+    original = model
+    model = copy.deepcopy(original)
     was_training = model.training
     model.eval()
     reference = reference_output(model, args, kwargs, from_dict=isinstance(example_input, dict))
     ep = capture(model, args, kwargs)
 
-    walk = Walker(ep, batch, per_call)
-    walk.run()
-    plan_notes = cache_note + apply_ignored(walk, ignored_names)
-    resolve_blockers(walk, auto)
-    net = build(model, walk, round_to, min_multiplier, (args, kwargs), plan_notes)
-    net.train(was_training)
-    check(net, model, reference, args, kwargs, batch)
+    walks: list[Walker] = []
+
+    def attempt(model: nn.Module, literal_parts_follow: bool) -> SlimmableNet:
+        walk = Walker(ep, batch, per_call, literal_parts_follow)
+        walks.append(walk)
+        walk.run()
+        plan_notes = cache_note + apply_ignored(walk, ignored_names)
+        resolve_blockers(walk, auto)
+        net = build(model, walk, round_to, min_multiplier, (args, kwargs), plan_notes)
+        net.train(was_training)
+        check(net, model, reference, args, kwargs, batch)
+        return net
+
+    try:
+        net = attempt(model, True)
+    except NarrowestFails:
+        if not walks or not walks[-1].guessed_parts:
+            raise
+        # A view was split into parts of a size written as a number, read as following the
+        # width (a channel shuffle's c // g), and the narrowest network failed: the size was a
+        # constant of the module (``view(B, N, self.heads, self.head_dim)``). Slim a fresh copy
+        # again with such views kept whole; if that fails too, its error is the one raised.
+        net = attempt(copy.deepcopy(original).eval(), False)
     warn_if_little(net)
     return net

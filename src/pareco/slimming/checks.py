@@ -54,6 +54,10 @@ def raised_at(err: BaseException, root: nn.Module) -> str:
     return f" (at {', '.join(parts)})"
 
 
+class NarrowestFails(SlimError):
+    """The slimmed model raised at its smallest width (a size that cannot shrink)."""
+
+
 def _count(module: nn.Module, args: tuple, kwargs: dict) -> tuple[float, Any]:
     with torch.no_grad(), flop_counter() as counter:
         out = module(*args, **kwargs)
@@ -97,7 +101,7 @@ def check(
                     with torch.no_grad(), net.widths(net.space.smallest()):
                         small = net(*a2, **k2)
                 except Exception as err:
-                    raise SlimError(
+                    raise NarrowestFails(
                         f"the slimmed model fails at its smallest width in "
                         f"{'train' if mode else 'eval'} mode: {_first_line(err)}"
                         f"{raised_at(err, net.module)}. A size written "

@@ -44,6 +44,18 @@ class RuleContext:
         self.op = op
 
     # --- reading ---------------------------------------------------------------------------
+    def may_split_parts(self, certain: bool) -> bool:
+        """Whether a view into equal parts may split its channels, the part size following the
+        width (a channel shuffle's ``view(n, g, c // g, h, w)``). ``certain``: the code asked
+        for the part size as ``-1``. A size written as a number may be a constant of the module
+        (an attention head's size) instead: ``slim()`` first guesses that it follows and, if the
+        narrowest network then fails, walks again keeping such views whole."""
+        if certain:
+            return True
+        if self._w.literal_parts_follow:
+            self._w.guessed_parts.append(self.node)
+        return self._w.literal_parts_follow
+
     def args(self) -> dict[str, Any]:
         """The op's arguments by schema name, defaults filled in (``{"input": node, ...}``)."""
         return self._w.args(self.node)

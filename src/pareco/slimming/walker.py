@@ -53,8 +53,11 @@ class Walker:
         ep: torch.export.ExportedProgram,
         batch: int,
         rules: Mapping[str, registry.Rule] | None = None,
+        literal_parts_follow: bool = True,
     ) -> None:
         self.ep = ep
+        self.literal_parts_follow = literal_parts_follow
+        self.guessed_parts: list[fx.Node] = []  # views split on a literal part size (a guess)
         self.batch = batch
         self.rules = dict(rules or {})
         self.g = Groups()

@@ -58,7 +58,11 @@ def reshape_info(
             parts = None
             if all(p % inner == 0 for _, p in segs):
                 out[dst_dims[0]] = tuple((g, p // inner) for g, p in segs)
-            elif len(dst_dims) == 2 and inferred != dst_dims[0]:
+            elif (
+                len(dst_dims) == 2
+                and inferred != dst_dims[0]
+                and ctx.may_split_parts(certain=inferred == dst_dims[1])
+            ):
                 # (G, C/G): G equal parts, the channel inside (a shuffle). Not where the code
                 # asked for the count as -1 (``view(B, N, -1, head_size)``): there the part's
                 # size is a constant and the count is what would follow (attention heads).
