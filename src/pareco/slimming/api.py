@@ -86,11 +86,7 @@ def slim(
     reference = reference_output(model, args, kwargs, from_dict=isinstance(example_input, dict))
     ep = capture(model, args, kwargs)
 
-    walks: list[Walker] = []
-
-    def attempt(model: nn.Module, literal_parts_follow: bool) -> SlimmableNet:
-        walk = Walker(ep, batch, per_call, literal_parts_follow)
-        walks.append(walk)
+    def attempt(model: nn.Module, walk: Walker) -> SlimmableNet:
         walk.run()
         plan_notes = cache_note + apply_ignored(walk, ignored_names)
         resolve_blockers(walk, auto)
@@ -99,15 +95,17 @@ def slim(
         check(net, model, reference, args, kwargs, batch)
         return net
 
+    first = Walker(ep, batch, per_call)
     try:
-        net = attempt(model, True)
+        net = attempt(model, first)
     except NarrowestFails:
-        if not walks or not walks[-1].guessed_parts:
+        if not first.guessed_parts:
             raise
         # A view was split into parts of a size written as a number, read as following the
         # width (a channel shuffle's c // g), and the narrowest network failed: the size was a
         # constant of the module (``view(B, N, self.heads, self.head_dim)``). Slim a fresh copy
         # again with such views kept whole; if that fails too, its error is the one raised.
-        net = attempt(copy.deepcopy(original).eval(), False)
+        again = Walker(ep, batch, per_call, literal_parts_follow=False)
+        net = attempt(copy.deepcopy(original).eval(), again)
     warn_if_little(net)
     return net
