@@ -265,18 +265,37 @@ def _pm(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
 
 
-def _scale_note(summaries: list[dict[str, Any]]) -> str:
-    """What the full networks reached: how far from convergence the comparison stands."""
+def _scale_note(summaries: list[dict[str, Any]], convergence: Path | None = None) -> str:
+    """What the full networks reached: how far from convergence the comparison stands.
+
+    ``convergence`` is `benchmarks/convergence.py`'s summary (Slim trained for different lengths);
+    when it holds two lengths, the note says what doubling the training added.
+    """
     full = [
         100 * s["costs"]["flops"]["fronts"][k]["metrics"]["accuracy_at"]["1.0"]
         for s in summaries
         for k in ("slim", "twostage", "pareco")
     ]
-    return (
+    reached = (
         f"**Scale.** The full networks reach {min(full):.1f}–{max(full):.1f}% test accuracy "
-        "(front points at 100% of the FLOPs, every method and seed): these are short runs, not "
-        "converged networks. What this page shows holds for this training length; whether the "
-        "ordering holds after long training is not measured here."
+        "(front points at 100% of the FLOPs, every method and seed)"
+    )
+    rows = json.loads(convergence.read_text()) if convergence and convergence.exists() else []
+    rows = sorted((r for r in rows if "accuracy" in r), key=lambda r: r["epochs"])
+    if len(rows) < 2:
+        return (
+            f"{reached}: these are short runs, not converged networks. What this page shows holds "
+            "for this training length; whether the ordering holds after long training is not "
+            "measured here."
+        )
+    short, long = rows[0], rows[-1]
+    gains = [100 * (long["accuracy"][w] - short["accuracy"][w]) for w in long["accuracy"]]
+    return (
+        f"{reached}. Training Slim for {long['epochs']} epochs instead of {short['epochs']} "
+        f"(seed {long['seed']}, `{convergence.name}`) added {min(gains):+.1f} to "
+        f"{max(gains):+.1f} points at uniform widths {', '.join(long['accuracy'])}: the networks "
+        "compared here are not fully converged, and whether the ordering holds after longer "
+        "training is not measured."
     )
 
 
@@ -448,7 +467,7 @@ def report(
         "",
         f"Configuration (`{config_name}`):\n\n```yaml\n{config_text}```",
         "",
-        _scale_note(summaries),
+        _scale_note(summaries, Path(folder) / "convergence.json"),
         "",
         _multiplicity_note(),
         "",

@@ -123,3 +123,26 @@ def test_report_reads_the_validation_size_and_jobs_it_was_given(tmp_path):
     text = (tmp_path / "results.md").read_text()
     assert "selected on the 300-image validation split" in text
     assert "12 one-thread jobs at a time" in text and "At 12 jobs at a time" in text
+
+
+def test_scale_note_says_what_longer_training_added_when_the_folder_has_it(tmp_path):
+    import json
+
+    folder = tmp_path / "summaries"
+    folder.mkdir()
+    (folder / "s0.json").write_text(json.dumps(_summary(0, {"flops": 0.0, "memory": 0.0})))
+    report(folder, tmp_path / "short.md", planned=1)
+    assert "these are short runs, not converged networks" in (tmp_path / "short.md").read_text()
+    runs = [
+        {"run": "e15", "method": "slim", "epochs": 15, "seed": 0,
+         "accuracy": {"0.42": 0.905, "1.0": 0.9226}},
+        {"run": "e30", "method": "slim", "epochs": 30, "seed": 0,
+         "accuracy": {"0.42": 0.9169, "1.0": 0.9322}},
+        {"run": "e60", "method": "slim", "epochs": 60, "seed": 0},  # not finished: ignored
+    ]  # fmt: skip
+    (folder / "convergence.json").write_text(json.dumps(runs))
+    report(folder, tmp_path / "long.md", planned=1)
+    text = (tmp_path / "long.md").read_text()
+    assert "Training Slim for 30 epochs instead of 15 (seed 0" in text
+    assert "added +1.0 to +1.2 points at uniform widths 0.42, 1.0" in text
+    assert "short runs" not in text
