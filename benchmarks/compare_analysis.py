@@ -157,7 +157,10 @@ def evaluate_seed(root: Path, seed: int, summaries: Path = SUMMARIES, device: st
             "train_seconds": json.loads((d / "eval.json").read_text())["train_seconds"]
         }
         if (d / "search.json").exists():
-            info["search_seconds"] = json.loads((d / "search.json").read_text())["seconds"]
+            search = json.loads((d / "search.json").read_text())
+            info["search_seconds"] = search["seconds"]
+            if search.get("partial"):  # continued from a state that did not record the time
+                info["search_seconds_partial"] = True
         info.update(_search_stats(d))
         config = json.loads((d / "config.json").read_text())
         if "proposals" in info and config["method"] == "pareco":
@@ -276,8 +279,13 @@ def _scale_note(summaries: list[dict[str, Any]], convergence: Path | None = None
         for s in summaries
         for k in ("slim", "twostage", "pareco")
     ]
+    span = (
+        f"{min(full):.1f}"
+        if f"{min(full):.1f}" == f"{max(full):.1f}"
+        else (f"{min(full):.1f}–{max(full):.1f}")
+    )
     reached = (
-        f"**Scale.** The full networks reach {min(full):.1f}–{max(full):.1f}% test accuracy "
+        f"**Scale.** The full networks reach {span}% test accuracy "
         "(front points at 100% of the FLOPs, every method and seed)"
     )
     rows = json.loads(convergence.read_text()) if convergence and convergence.exists() else []
@@ -399,6 +407,11 @@ def _summary(summaries: list[dict[str, Any]], planned: int) -> list[str]:
     ]
 
 
+def _p(value: float) -> str:
+    """A p-value for a table cell; '–' where there is none (one seed)."""
+    return "–" if math.isnan(value) else f"{value:.3f}"
+
+
 def _job_seconds(summary: dict[str, Any]) -> float:
     """Seconds of one-thread jobs a seed took: every training once, stage two, the evaluation."""
     total = summary["evaluate_seconds"]
@@ -406,6 +419,11 @@ def _job_seconds(summary: dict[str, Any]) -> float:
         stage_two = name.startswith("twostage-") and "search_seconds" in info
         total += info["search_seconds"] if stage_two else info["train_seconds"]
     return total
+
+
+def _at_least(summary: dict[str, Any]) -> str:
+    """'≥' for a seed whose job-seconds miss part of a stage two (continued from an old state)."""
+    return "≥" if any(i.get("search_seconds_partial") for i in summary["runs"].values()) else ""
 
 
 def report(
@@ -422,6 +440,8 @@ def report(
     if not summaries:
         raise SystemExit(f"no summaries in {folder}: run `compare_methods.py run` first")
     seeds = [s["seed"] for s in summaries]
+    if not note and (Path(folder) / "note.md").exists():  # what the page must say about these runs
+        note = (Path(folder) / "note.md").read_text().strip()
     config_text = Path(config).read_text()
     from pareco.config import read_config_file
 
@@ -435,12 +455,15 @@ def report(
     except ValueError:
         folder_name = Path(folder)
     all_seeds = " ".join(str(i) for i in range(planned))
+    # the options that name this experiment's configuration and summaries, where not the defaults
+    where = "" if config_name == Path("configs/compare_fmnist.yaml") else f" --config {config_name}"
+    where += "" if folder_name == Path("docs/results/compare") else f" --summaries {folder_name}"
     out = [
         f"# {title}",
         "",
-        f"Produced by `{command} run --seeds ...` (trainings, TwoStage "
+        f"Produced by `{command} run{where} --seeds ...` (trainings, TwoStage "
         "searches, fronts and cross-evaluations; one small summary per seed in "
-        f"`{folder_name}/`) and `{command} report` (this page). "
+        f"`{folder_name}/`) and `{command} report{where}` (this page). "
         f"Seeds in this report: {', '.join(map(str, seeds))} ({len(seeds)} of {planned} planned).",
         "",
         *([note, ""] if note else []),
@@ -449,7 +472,7 @@ def report(
                 f"**Incomplete: {len(seeds)} of the {planned} planned seeds.** The tables "
                 "below are what these seeds measured; no conclusion about the methods is drawn "
                 "from them (one seed gives no interval at all, and few give wide ones). The other "
-                f"seeds resume with `{command} run --seeds {all_seeds}` (finished steps are "
+                f"seeds resume with `{command} run{where} --seeds {all_seeds}` (finished steps are "
                 "skipped).",
                 "",
             ]
@@ -496,10 +519,15 @@ def report(
             out.append("| " + " | ".join(cells) + " |")
         findings = []
         floor = 2 / 2 ** len(seeds)
-        out += ["", "Paired AUC differences (a − b; negative: a is better). The interval is a "
-                f"t interval over {len(seeds)} seeds; the t test's p is adjusted by Holm over "
-                f"all {len(CONTRASTS) * len(COSTS)} contrasts; with {len(seeds)} seeds the two-sided sign "
-                f"test cannot go below p = {floor:.4f}, even when every seed agrees.", ""]  # fmt: skip
+        if len(seeds) == 1:
+            out += ["", "AUC differences of the one seed (a − b; negative: a is better): no "
+                    "interval, t test or Holm adjustment until a second seed is in.", ""]  # fmt: skip
+        else:
+            out += ["", "Paired AUC differences (a − b; negative: a is better). The interval is a "
+                    f"t interval over {len(seeds)} seeds; the t test's p is adjusted by Holm over "
+                    f"all {len(CONTRASTS) * len(COSTS)} contrasts; with {len(seeds)} seeds the "
+                    f"two-sided sign test cannot go below p = {floor:.4f}, even when every seed "
+                    "agrees.", ""]  # fmt: skip
         out += [
             "| contrast | mean | 95% interval | t test p | Holm p | seeds a better | sign test p "
             "| linear AUC: mean [95%] |",
@@ -515,8 +543,8 @@ def report(
             if lin and lin["n"] > 1:
                 lin_cell = f"{lin['mean']:+.4f} [{lin['ci95'][0]:+.4f}, {lin['ci95'][1]:+.4f}]"
             out.append(
-                f"| {what} | {p['mean']:+.4f} | {interval} | {p['t_test_p']:.3f} | "
-                f"{p['holm_p']:.3f} | {p['negative']}/{p['n']} | {p['sign_test_p']:.3f} | "
+                f"| {what} | {p['mean']:+.4f} | {interval} | {_p(p['t_test_p'])} | "
+                f"{_p(p['holm_p'])} | {p['negative']}/{p['n']} | {p['sign_test_p']:.3f} | "
                 f"{lin_cell} |"
             )
             findings.append(_finding(what, p, planned))
@@ -524,7 +552,7 @@ def report(
     job_seconds = [_job_seconds(s) for s in summaries]
     out += ["## Wall time and search statistics", "",
             "Job-seconds per seed (each training once, TwoStage's two stage-two searches, the "
-            "evaluation): " + ", ".join(f"seed {s['seed']} {j:.0f} s" for s, j in
+            "evaluation): " + ", ".join(f"seed {s['seed']} {_at_least(s)}{j:.0f} s" for s, j in
             zip(summaries, job_seconds)) + f". At {jobs} job{'s' * (jobs > 1)} at a time, the quietest seed (fewest job-seconds) gives "
             f"{min(job_seconds) / jobs / 60:.0f} min per seed, {planned * min(job_seconds) / jobs / 3600:.1f} h "
             f"for {planned} seeds.", "",
@@ -538,6 +566,8 @@ def report(
         for name, info in sorted(s["runs"].items()):
             hits = f"{info['gp_hits']}/{info['gp_proposals']}" if info.get("gp_proposals") else "–"
             stage2 = f"{info['search_seconds']:.0f}" if "search_seconds" in info else "–"
+            if info.get("search_seconds_partial"):
+                stage2 = f"≥{stage2} (part)"
             out.append(f"| {name} | {info['train_seconds']:.0f} | {stage2} | "
                        f"{info.get('proposals', '–')} | {info.get('distinct', '–')} | "
                        f"{info.get('scoring_images', '–')} | {hits} |")  # fmt: skip

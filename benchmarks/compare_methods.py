@@ -351,14 +351,17 @@ def stage_two(args: argparse.Namespace) -> None:
         config = json.loads((source / "config.json").read_text())
         config.update(cost=args.cost, out=str(out))
         (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    from pareco.twostage import run_search
+
     start = time.perf_counter()
-    command = pareco("search", str(out), "--no-progress")
-    if args.device:
-        command += ["--device", args.device]
-    result = subprocess.run(command, check=True, capture_output=True, text=True)
-    print(result.stdout, end="")
+    result = run_search(out, device=args.device or "cpu", progress=False)
+    print(json.dumps(result))
+    # A search continued from a state saved before pareco summed its time across processes
+    # knows only this process's part: kept, and marked as a lower bound.
+    partial = result["seconds"] is None
+    seconds = time.perf_counter() - start if partial else result["seconds"]
     (out / "search.json").write_text(
-        json.dumps({"seconds": time.perf_counter() - start, "stdout": result.stdout}) + "\n"
+        json.dumps({**result, "seconds": seconds, "partial": partial}) + "\n"
     )
 
 
@@ -413,7 +416,11 @@ def main() -> None:
                    help="the configuration the seeds ran (shown on the page)")  # fmt: skip
     p.add_argument("--planned", type=int, default=5, help="seeds the experiment plans")
     p.add_argument("--title", default="Method comparison on Fashion-MNIST (paired seeds)")
-    p.add_argument("--note", default="", help="a paragraph shown under the seeds line")
+    p.add_argument(
+        "--note",
+        default="",
+        help="a paragraph shown under the seeds line (default: <summaries>/note.md if there)",
+    )
     p.add_argument("--jobs", type=int, default=2, help="the jobs the seeds ran side by side")
     p.set_defaults(
         func=lambda a: __import__("compare_analysis").report(

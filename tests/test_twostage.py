@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 from test_train import tiny
 
 from pareco import cli
@@ -60,6 +61,8 @@ def test_an_interrupted_search_continues_where_it_stopped(twostage_run, monkeypa
     with pytest.raises(KeyboardInterrupt):
         run_search(twostage_run, candidates=16, progress=False, save_every=0)
     assert state.exists() and not (twostage_run / "history.jsonl").exists()
+    before = torch.load(state, weights_only=False)
+    assert before["seconds"] > 0  # the first process's time is kept for the next
     counted: list[int] = []
 
     def counts(*args, **kwargs):
@@ -69,6 +72,7 @@ def test_an_interrupted_search_continues_where_it_stopped(twostage_run, monkeypa
     monkeypatch.setattr(twostage, "score_widths", counts)
     resumed = run_search(twostage_run, candidates=16, progress=False, save_every=0)
     assert resumed["candidates"] == 16
+    assert resumed["seconds"] > before["seconds"] and resumed["score_seconds"] < resumed["seconds"]
     assert len(counted) == 4  # saved after 4 rounds (8 candidates): 4 rounds left, no smallest
     assert (twostage_run / "history.jsonl").read_text() == whole
     assert not state.exists()
@@ -78,3 +82,54 @@ def test_an_interrupted_search_continues_where_it_stopped(twostage_run, monkeypa
     twostage._save_state(state, {"cost": "memory", "budget": 6, "step": 0}, {}, 0.0)
     run_search(twostage_run, candidates=6, progress=False)
     assert (twostage_run / (twostage.SEARCH_STATE + ".stale")).exists()
+
+
+def test_a_search_continued_from_a_state_without_its_time_reports_none(twostage_run, monkeypatch):
+    """A state saved before pareco recorded the search's time (no ``seconds``): the search
+    continues, and reports its time as unknown instead of the last process's part."""
+    from pareco import twostage
+
+    state = twostage_run / twostage.SEARCH_STATE
+    real, calls = twostage.score_widths, []
+
+    def dies(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(twostage, "score_widths", dies)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(twostage_run, candidates=8, progress=False, save_every=0)
+    old = torch.load(state, weights_only=False)
+    del old["seconds"]
+    torch.save(old, state)
+    monkeypatch.setattr(twostage, "score_widths", real)
+    resumed = run_search(twostage_run, candidates=8, progress=False)
+    assert resumed["candidates"] == 8 and resumed["seconds"] is None
+    assert resumed["score_seconds"] > 0
+
+
+def test_the_comparisons_stage_two_records_the_searchs_whole_time(twostage_run, tmp_path):
+    """benchmarks/compare_methods.py's stage two copies stage one for a cost objective, searches
+    it, and writes search.json with the search's time as `pareco.twostage.run_search` summed it."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from compare_methods import stage_two
+
+    out = tmp_path / "twostage-memory-s0"
+    config = json.loads((twostage_run / "config.json").read_text())
+    config["search_candidates"] = 6
+    source = tmp_path / "stage-one"
+    source.mkdir()
+    for name in ("checkpoint.pt", "eval.json"):
+        (source / name).write_bytes((twostage_run / name).read_bytes())
+    (source / "config.json").write_text(json.dumps(config))
+    stage_two(argparse.Namespace(source=source, out=out, cost="memory", device=None))
+    record = json.loads((out / "search.json").read_text())
+    assert record["candidates"] == 6 and record["partial"] is False
+    assert record["seconds"] >= record["score_seconds"] > 0
+    assert json.loads((out / "config.json").read_text())["cost"] == "memory"

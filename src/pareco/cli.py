@@ -259,7 +259,8 @@ def cmd_search(args: argparse.Namespace) -> None:
 
     summary = run_search(args.rundir, candidates=args.candidates, device=args.device,
                          progress=not args.no_progress)  # fmt: skip
-    print(f"{summary['candidates']} candidates scored in {summary['score_seconds']:.1f}s; "
+    took = "" if summary["seconds"] is None else f" in {summary['seconds']:.1f}s"
+    print(f"{summary['candidates']} candidates{took} ({summary['score_seconds']:.1f}s scoring); "
           f"wrote {Path(args.rundir) / 'history.jsonl'}")  # fmt: skip
 
 

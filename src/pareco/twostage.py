@@ -56,7 +56,10 @@ def run_search(
             that finds one for the same run, cost and budget continues from it.
 
     Returns:
-        A summary: number of candidates, seconds spent scoring and in the GP.
+        A summary: number of candidates and scoring images, ``score_seconds`` (scoring only) and
+        ``seconds`` (the whole search, GP included), both summed over the processes of a search
+        that was interrupted and continued. ``seconds`` is None when the search continued from a
+        state saved before pareco recorded it (the earlier part's time is unknown).
     """
     from pareco.search import ParecoSearch
 
@@ -89,11 +92,12 @@ def run_search(
     )
     state_path = Path(run_dir) / SEARCH_STATE
     key = {"cost": cfg.cost, "budget": budget, "step": steps}
-    score_seconds = 0.0
+    score_seconds, earlier = 0.0, 0.0
+    started = time.monotonic()
     saved = _load_state(state_path, key)
     if saved is not None:  # an interrupted search of the same run: continue it
         search.load_state_dict(saved["search"])
-        score_seconds = saved["score_seconds"]
+        score_seconds, earlier = saved["score_seconds"], saved.get("seconds")
     else:  # the weights are frozen: the smallest network is scored once, on the same batches
         smallest = search.smallest.unsqueeze(0)
         search.update_smallest_loss(float(score_widths(run.net, smallest, batches)[0]))
@@ -106,7 +110,8 @@ def run_search(
     last_save = time.monotonic()
     while len(search.history) < budget:
         if time.monotonic() - last_save >= save_every:
-            _save_state(state_path, key, search.state_dict(), score_seconds)
+            seconds = None if earlier is None else earlier + time.monotonic() - started
+            _save_state(state_path, key, search.state_dict(), score_seconds, seconds)
             last_save = time.monotonic()
         scored = len(search.history)
         records = search.propose(scored)
@@ -125,12 +130,20 @@ def run_search(
         "candidates": len(search.history),
         "score_images": len(search.history) * sum(len(y) for _, y in batches),
         "score_seconds": score_seconds,
+        "seconds": None if earlier is None else earlier + time.monotonic() - started,
     }
 
 
-def _save_state(path: Path, key: dict[str, Any], search: dict[str, Any], seconds: float) -> None:
+def _save_state(
+    path: Path,
+    key: dict[str, Any],
+    search: dict[str, Any],
+    score_seconds: float,
+    seconds: float | None = None,
+) -> None:
     buf = io.BytesIO()
-    torch.save({"key": key, "search": search, "score_seconds": seconds}, buf)
+    state = {"key": key, "search": search, "score_seconds": score_seconds, "seconds": seconds}
+    torch.save(state, buf)
     write_bytes_atomic(path, buf.getvalue())
 
 
