@@ -196,6 +196,59 @@ def restore(root: Path, into: Path) -> list[str]:
     return restored
 
 
+#: Settings a job sets for itself, so a run directory may differ from the configuration in them.
+PER_JOB = ("seed", "method", "cost", "out", "device", "threads")
+#: The file in ``--root`` that names the summaries folder its runs belong to.
+STAMP = "experiment.json"
+
+
+def check_root(root: Path, config: str | Path, summaries: Path) -> None:
+    """Refuse a ``--root`` that holds another experiment's runs (one clear line, nothing touched).
+
+    Every run directory's ``config.json`` must agree with ``config`` on each setting the file
+    names (the per-job ones aside), and the root must not be stamped for other summaries: a run of
+    the 3-epoch comparison left in the root would otherwise be taken as this experiment's, done.
+    """
+    from pareco.config import read_config_file
+
+    check_stamp(root, summaries)
+    wanted = {k: v for k, v in read_config_file(config).items() if k not in PER_JOB}
+    for path in sorted(root.glob("*/config.json")):
+        have = json.loads(path.read_text())
+        differ = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}
+        if differ:
+            key, (theirs, ours) = next(iter(differ.items()))
+            raise SystemExit(
+                f"compare_methods: {path.parent} was trained with {key}={theirs!r}, not {ours!r} as "
+                f"in {config}: it belongs to another experiment; pass another --root"
+            )
+
+
+def check_stamp(root: Path, summaries: Path) -> None:
+    """Refuse a ``--root`` stamped as holding the runs of another summaries folder."""
+    stamp = root / STAMP
+    theirs = json.loads(stamp.read_text()).get("summaries") if stamp.is_file() else None
+    if theirs and theirs != _in_repo(summaries):
+        raise SystemExit(
+            f"compare_methods: {root} holds the runs of the experiment summarized in {theirs}, "
+            f"not {summaries}: pass the --root and --summaries of one experiment"
+        )
+
+
+def stamp_root(root: Path, summaries: Path) -> None:
+    """Write which summaries folder ``root``'s runs belong to (read by `check_root`)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / STAMP).write_text(json.dumps({"summaries": _in_repo(summaries)}) + "\n")
+
+
+def _in_repo(path: Path) -> str:
+    """``path`` relative to the repository when inside it (a clone elsewhere names it alike)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path.resolve())
+
+
 def status_rows(snapshots: Path, summaries: Path, seeds: list[int]) -> list[dict]:
     """Where each planned run stands, read from the snapshots and the summaries alone: summarized
     (its seed has a summary), trained (eval.json), step k of n (a checkpoint), or not started."""
@@ -268,6 +321,7 @@ def status(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> None:
     root: Path = args.root
+    check_root(root, args.config, args.summaries)
     (root / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     running: dict[str, tuple[subprocess.Popen, float]] = {}
@@ -285,6 +339,7 @@ def run(args: argparse.Namespace) -> None:
         with open(root / "scheduler.log", "a") as f:
             f.write(line + "\n")
 
+    stamp_root(root, args.summaries)
     snapshots: Path = args.summaries / "in_progress"
     for name in restore(root, snapshots):
         log(f"restored {name} from {snapshots}")
@@ -339,6 +394,12 @@ def run(args: argparse.Namespace) -> None:
     log(f"finished in {(time.perf_counter() - start) / 60:.1f} min; failed: {sorted(failed)}")
 
 
+def snapshot_command(args: argparse.Namespace) -> None:
+    check_stamp(args.root, args.summaries)
+    copied = snapshot(args.root, args.summaries / "in_progress", args.summaries)
+    print("copied:", *copied or ["nothing"])
+
+
 def stage_two(args: argparse.Namespace) -> None:
     """Copy stage one's run directory for one cost objective and run `pareco search` in it."""
     import shutil
@@ -383,11 +444,7 @@ def main() -> None:
     )
     p.add_argument("--root", type=Path, default=Path("runs/compare"))
     p.add_argument("--summaries", type=Path, default=SUMMARIES)
-    p.set_defaults(
-        func=lambda a: print(
-            "copied:", *snapshot(a.root, a.summaries / "in_progress", a.summaries) or ["nothing"]
-        )
-    )
+    p.set_defaults(func=snapshot_command)
     p = sub.add_parser("status", help="where each run stands, from the snapshots and summaries")
     p.add_argument("--summaries", type=Path, default=SUMMARIES)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

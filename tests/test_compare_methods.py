@@ -100,3 +100,34 @@ def test_status_reads_snapshots_and_summaries(tmp_path):
     assert "| slim-s0 | trained | 100 of 100 | 0.50 | 90.00 | 92.50 |" in table
     assert "| twostage-s0 | training | 40 of 100 | 0.20 | | |" in table
     assert "| twostage-flops-s0 | searched |  | 0.20 | | |" in table
+
+
+def test_a_root_holding_another_experiments_runs_is_refused(tmp_path):
+    """A run directory trained under other settings (the 3-epoch comparison's slim-s1 in the
+    paper regime's root) would be taken as done: `run` refuses the root with one line."""
+    import argparse
+    import json
+
+    import pytest
+    from compare_methods import check_root, check_stamp, run, stamp_root
+
+    config = tmp_path / "paper.yaml"
+    config.write_text("model: resnet20\nepochs: 30\nseed: 0\nthreads: 1\n")
+    root, summaries = tmp_path / "runs", tmp_path / "summaries"
+    (root / "slim-s1").mkdir(parents=True)
+    same = {"model": "resnet20", "epochs": 30, "seed": 1, "threads": 2, "method": "slim"}
+    (root / "slim-s1" / "config.json").write_text(json.dumps(same))
+    check_root(root, config, summaries)  # per-job settings (seed, threads, method) may differ
+    (root / "slim-s1" / "config.json").write_text(json.dumps({**same, "epochs": 3}))
+    with pytest.raises(SystemExit, match=r"slim-s1 was trained with epochs=3, not 30"):
+        check_root(root, config, summaries)
+    args = argparse.Namespace(root=root, config=str(config), summaries=summaries, seeds=[1],
+                              jobs=1, device=None, snapshot_every=30.0)  # fmt: skip
+    with pytest.raises(SystemExit, match="belongs to another experiment"):
+        run(args)  # refused before anything starts, is restored or written
+    assert sorted(p.name for p in root.iterdir()) == ["slim-s1"]
+
+    stamp_root(root, summaries)
+    check_stamp(root, summaries)
+    with pytest.raises(SystemExit, match="holds the runs of the experiment summarized in"):
+        check_stamp(root, tmp_path / "other")
