@@ -534,7 +534,11 @@ def report(
             "|---|---|---|---|---|---|---|---|",
         ]
         for a, b, what in CONTRASTS:
-            p = table.get((cost, a, b)) or paired(_auc_diffs(summaries, cost, a, b))
+            p = table.get((cost, a, b))
+            if p is None:  # one seed: no family to adjust over
+                p = paired(_auc_diffs(summaries, cost, a, b))
+                linear = _auc_diffs(summaries, cost, a, b, "auc_linear")
+                p["linear"] = paired(linear) if linear else None
             p.setdefault("holm_p", math.nan)
             lo95, hi95 = p["ci95"]
             interval = "–" if p["n"] < 2 else f"[{lo95:+.4f}, {hi95:+.4f}]"
@@ -542,6 +546,8 @@ def report(
             lin_cell = "–"
             if lin and lin["n"] > 1:
                 lin_cell = f"{lin['mean']:+.4f} [{lin['ci95'][0]:+.4f}, {lin['ci95'][1]:+.4f}]"
+            elif lin:  # one seed: its difference, no interval
+                lin_cell = f"{lin['mean']:+.4f}"
             out.append(
                 f"| {what} | {p['mean']:+.4f} | {interval} | {_p(p['t_test_p'])} | "
                 f"{_p(p['holm_p'])} | {p['negative']}/{p['n']} | {p['sign_test_p']:.3f} | "

@@ -146,3 +146,21 @@ def test_scale_note_says_what_longer_training_added_when_the_folder_has_it(tmp_p
     assert "Training Slim for 30 epochs instead of 15 (seed 0" in text
     assert "added +1.0 to +1.2 points at uniform widths 0.42, 1.0" in text
     assert "short runs" not in text
+
+
+def test_one_seed_shows_its_differences_without_intervals_or_p(tmp_path):
+    import json
+
+    folder = tmp_path / "summaries"
+    folder.mkdir()
+    summary = _summary(0, {"flops": 0.004, "memory": 0.0})
+    for cost in COSTS:
+        for front in summary["costs"][cost]["fronts"].values():
+            front["metrics"]["auc_linear"] = front["metrics"]["auc"] - 0.001
+    (folder / "s0.json").write_text(json.dumps(summary))
+    report(folder, tmp_path / "one.md", planned=3)
+    text = (tmp_path / "one.md").read_text()
+    assert "nan" not in text and "no interval, t test or Holm adjustment" in text
+    row = next(r for r in text.splitlines() if r.startswith("| PareCO vs Slim"))
+    # step and linear AUC differences of the one seed; interval, t test and Holm p are blank
+    assert row.split(" | ")[1:5] == ["-0.0040", "–", "–", "–"] and row.endswith("| -0.0040 |")
