@@ -228,7 +228,7 @@ def check_stamp(root: Path, summaries: Path) -> None:
     """Refuse a ``--root`` stamped as holding the runs of another summaries folder."""
     stamp = root / STAMP
     theirs = json.loads(stamp.read_text()).get("summaries") if stamp.is_file() else None
-    if theirs and theirs != _in_repo(summaries):
+    if theirs and _in_repo(Path(theirs)) != _in_repo(summaries):
         raise SystemExit(
             f"compare_methods: {root} holds the runs of the experiment summarized in {theirs}, "
             f"not {summaries}: pass the --root and --summaries of one experiment"
@@ -242,11 +242,18 @@ def stamp_root(root: Path, summaries: Path) -> None:
 
 
 def _in_repo(path: Path) -> str:
-    """``path`` relative to the repository when inside it (a clone elsewhere names it alike)."""
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path.resolve())
+    """``path`` relative to the checkout that holds it, else absolute: the same summaries folder is
+    named alike from any clone or worktree, and from inside or outside it.
+
+    A relative ``theirs`` read back from a stamp is already in this form and is returned as is.
+    """
+    if not path.is_absolute() and not path.exists():
+        return str(path)
+    path = path.resolve()
+    for top in path.parents:
+        if (top / ".git").exists():
+            return str(path.relative_to(top))
+    return str(path)
 
 
 def status_rows(snapshots: Path, summaries: Path, seeds: list[int]) -> list[dict]:

@@ -131,3 +131,34 @@ def test_a_root_holding_another_experiments_runs_is_refused(tmp_path):
     check_stamp(root, summaries)
     with pytest.raises(SystemExit, match="holds the runs of the experiment summarized in"):
         check_stamp(root, tmp_path / "other")
+
+
+def test_a_stamp_names_the_summaries_folder_alike_from_any_checkout(tmp_path, monkeypatch):
+    """The scheduler runs in a worktree and names the main checkout's summaries by absolute path;
+    a snapshot taken by hand inside the main checkout names them relatively: both are one
+    experiment, and the same folder in another clone is too; another folder is not."""
+    import json
+
+    import pytest
+    from compare_methods import STAMP, check_stamp, stamp_root
+
+    main, clone, root = tmp_path / "main", tmp_path / "clone", tmp_path / "runs"
+    for top in (main, clone):
+        (top / ".git").mkdir(parents=True)
+        (top / "docs" / "paper").mkdir(parents=True)
+        (top / "docs" / "short").mkdir(parents=True)
+    stamp_root(root, main / "docs" / "paper")
+    assert json.loads((root / STAMP).read_text()) == {"summaries": "docs/paper"}
+    monkeypatch.chdir(main)
+    check_stamp(root, main / "docs" / "paper")
+    check_stamp(root, clone / "docs" / "paper")
+    from pathlib import Path
+
+    check_stamp(root, Path("docs/paper"))
+    with pytest.raises(SystemExit, match="holds the runs of the experiment summarized in"):
+        check_stamp(root, Path("docs/short"))
+    # A stamp written before stamps were named relative to their checkout
+    (root / STAMP).write_text(json.dumps({"summaries": str(main / "docs" / "paper")}) + "\n")
+    check_stamp(root, Path("docs/paper"))
+    with pytest.raises(SystemExit, match="holds the runs of the experiment summarized in"):
+        check_stamp(root, clone / "docs" / "short")
