@@ -34,7 +34,8 @@ directories (checkpoint, config, metrics, finished fronts; no TensorBoard files)
 `<summaries>/in_progress/` whenever a job ends and every `--snapshot-every` minutes, and on a machine
 that lacks a run directory it starts from that copy (never over a run that is there). Commit the
 folder as it grows; `snapshot` does the same by hand, and a seed's copies are deleted once its
-summary is written.
+summary is written. With `--commit`, `run` commits the summaries folder itself after each snapshot
+(its paths only: other staged work stays staged), so a session that is cut off keeps its last one.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -249,11 +251,45 @@ def _in_repo(path: Path) -> str:
     """
     if not path.is_absolute() and not path.exists():
         return str(path)
-    path = path.resolve()
-    for top in path.parents:
-        if (top / ".git").exists():
-            return str(path.relative_to(top))
-    return str(path)
+    top = _checkout_of(path)
+    return str(path.resolve().relative_to(top)) if top else str(path.resolve())
+
+
+def _checkout_of(path: Path) -> Path | None:
+    """The git checkout (clone or worktree) that holds ``path``, or None."""
+    return next((top for top in path.resolve().parents if (top / ".git").exists()), None)
+
+
+def commit_summaries(summaries: Path, message: str) -> str:
+    """Commit the summaries folder, and nothing else, in the checkout that holds it.
+
+    Stages the folder's additions, changes and deletions, then commits only its paths (other
+    staged work is left staged). Returns one line for the log; a failure (no checkout, the index
+    locked by another git command) is reported, never raised: the next snapshot tries again.
+    """
+    top = _checkout_of(summaries)
+    if top is None:
+        return f"{summaries} is not in a git checkout: not committed"
+    rel = str(summaries.resolve().relative_to(top))
+
+    def git(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(top), *argv], capture_output=True, text=True)
+
+    steps = (("add", "-A", "--", rel), ("diff", "--cached", "--name-status", "--", rel))
+    added, staged = (git(*argv) for argv in steps)
+    for done in (added, staged):
+        if done.returncode:
+            return f"not committed: {(done.stderr.strip().splitlines() or ['git failed'])[0]}"
+    if not staged.stdout.strip():
+        return "nothing new to commit"
+    new = re.compile(r"A\t" + re.escape(rel) + r"/(s\d+\.json)")
+    summaries_added = [m[1] for m in map(new.fullmatch, staged.stdout.splitlines()) if m]
+    if summaries_added:
+        message += f"; new summaries: {', '.join(summaries_added)}"
+    done = git("commit", "-q", "-m", message, "--", rel)
+    if done.returncode:
+        return f"not committed: {(done.stderr.strip().splitlines() or ['git commit failed'])[0]}"
+    return f"committed {rel} in {top}"
 
 
 def status_rows(snapshots: Path, summaries: Path, seeds: list[int]) -> list[dict]:
@@ -358,6 +394,10 @@ def run(args: argparse.Namespace) -> None:
         last_snapshot = time.perf_counter()
         if copied:
             log(f"snapshot of {len(copied)} runs in {snapshots}")
+        if getattr(args, "commit", False):
+            runs = ", ".join(copied) or "none unfinished"
+            log(commit_summaries(args.summaries, f"Experiment snapshot (compare_methods run "
+                                 f"--commit): runs {runs}"))  # fmt: skip
 
     while True:
         if time.perf_counter() - last_snapshot > 60 * args.snapshot_every:
@@ -445,6 +485,9 @@ def main() -> None:
     p.add_argument("--device", default=None, help="device of every job (default: the config's)")
     p.add_argument("--snapshot-every", type=float, default=30.0,
                    help="minutes between copies of the unfinished runs into SUMMARIES/in_progress")  # fmt: skip
+    p.add_argument("--commit", action="store_true",
+                   help="git-commit the summaries folder (and nothing else) after every snapshot, so "
+                        "a session cut off keeps its last snapshot")  # fmt: skip
     p.set_defaults(func=run)
     p = sub.add_parser(
         "snapshot", help="copy the unfinished seeds' runs into SUMMARIES/in_progress"

@@ -162,3 +162,50 @@ def test_a_stamp_names_the_summaries_folder_alike_from_any_checkout(tmp_path, mo
     check_stamp(root, Path("docs/paper"))
     with pytest.raises(SystemExit, match="holds the runs of the experiment summarized in"):
         check_stamp(root, clone / "docs" / "short")
+
+
+def test_commit_summaries_commits_that_folder_alone(tmp_path, monkeypatch):
+    """`run --commit` commits the summaries folder after each snapshot: its additions, changes and
+    deletions, a new seed summary named in the message, and nothing else that is staged."""
+    import subprocess
+
+    from compare_methods import commit_summaries
+
+    for key in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{key}_NAME", "test")
+        monkeypatch.setenv(f"GIT_{key}_EMAIL", "test@example.com")
+
+    def git(*argv):
+        done = subprocess.run(["git", "-C", str(repo), *argv], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    repo = tmp_path / "repo"
+    summaries = repo / "docs" / "paper"
+    (summaries / "in_progress" / "slim-s1").mkdir(parents=True)
+    (summaries / "in_progress" / "slim-s1" / "checkpoint.pt").write_text("step 10")
+    (repo / "README.md").write_text("readme\n")
+    git("init", "-q")
+    git("add", "README.md")
+    git("commit", "-q", "-m", "start")
+    assert commit_summaries(summaries, "snapshot one").startswith("committed docs/paper")
+    assert git("log", "-1", "--format=%s") == "snapshot one\n"
+    assert git("show", "--name-only", "--format=", "HEAD").split() == [
+        "docs/paper/in_progress/slim-s1/checkpoint.pt"
+    ]
+    # Seed 1 summarized: its snapshot is gone, its summary is new; other work stays staged.
+    (repo / "README.md").write_text("edited\n")
+    git("add", "README.md")
+    (summaries / "in_progress" / "slim-s1" / "checkpoint.pt").unlink()
+    (summaries / "s1.json").write_text("{}")
+    commit_summaries(summaries, "snapshot two")
+    assert git("log", "-1", "--format=%s") == "snapshot two; new summaries: s1.json\n"
+    assert sorted(git("show", "--name-status", "--format=", "HEAD").splitlines()) == [
+        "A\tdocs/paper/s1.json",
+        "D\tdocs/paper/in_progress/slim-s1/checkpoint.pt",
+    ]
+    assert git("diff", "--cached", "--name-only").split() == ["README.md"]
+    assert commit_summaries(summaries, "snapshot three") == "nothing new to commit"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    assert "not in a git checkout" in commit_summaries(outside, "x")
