@@ -307,17 +307,29 @@ def _scale_note(summaries: list[dict[str, Any]], convergence: Path | None = None
     )
 
 
-def _multiplicity_note() -> str:
-    """How many intervals the page reports, and what that means for one that excludes 0."""
+def _multiplicity_note(n: int) -> str:
+    """How many intervals the page reports, what that means for one that excludes 0, and what
+    ``n`` seeds can show at all after the correction."""
+    from scipy import stats
+
     k = len(CONTRASTS) * len(COSTS)
     chance = 1 - 0.95**k
-    return (
+    note = (
         f"**Many intervals.** The page reports {k} paired intervals ({len(CONTRASTS)} contrasts × "
         f"{len(COSTS)} cost objectives). If no method differed and they were independent, at least "
         f"one would exclude 0 by chance with probability {chance:.2f}: an interval that only just "
         "excludes 0 is weak evidence on its own. So every contrast also gets its paired t test's "
         f"p-value adjusted by Holm's step-down correction over the {k} tests (family-wise error "
         "5%): only a contrast whose adjusted p is below 0.05 is called shown."
+    )
+    if n < 2:
+        return note
+    t = float(stats.t.ppf(1 - 0.025 / k, n - 1))
+    return note + (
+        f" With {n} seeds, even the strongest contrast survives only if its two-sided p is below "
+        f"0.05/{k}, that is |t| > {t:.2f} on {n - 1} degrees of freedom: its mean difference must "
+        f"be at least {t / n**0.5:.2f} times the standard deviation of its per-seed differences. "
+        f"The sign test cannot go below p = {2 * 0.5**n:.3f} with {n} seeds."
     )
 
 
@@ -492,7 +504,7 @@ def report(
         "",
         _scale_note(summaries, Path(folder) / "convergence.json"),
         "",
-        _multiplicity_note(),
+        _multiplicity_note(len(summaries)),
         "",
         _sizes_note(summaries),
         "",

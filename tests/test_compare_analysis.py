@@ -164,3 +164,15 @@ def test_one_seed_shows_its_differences_without_intervals_or_p(tmp_path):
     row = next(r for r in text.splitlines() if r.startswith("| PareCO vs Slim"))
     # step and linear AUC differences of the one seed; interval, t test and Holm p are blank
     assert row.split(" | ")[1:5] == ["-0.0040", "–", "–", "–"] and row.endswith("| -0.0040 |")
+
+
+def test_multiplicity_note_says_what_few_seeds_can_show():
+    """With 10 tests, the strongest contrast needs p < 0.005: |t| > t(0.9975, n-1), hand-checked
+    against tables (14.09 on 2 degrees of freedom, 5.60 on 4); the sign test's floor is 2 / 2^n."""
+    from compare_analysis import _multiplicity_note
+
+    three = _multiplicity_note(3)
+    assert "|t| > 14.09 on 2 degrees of freedom" in three and "8.13 times" in three
+    assert "p = 0.250 with 3 seeds" in three
+    assert "|t| > 5.60 on 4 degrees" in _multiplicity_note(5)
+    assert "degrees of freedom" not in _multiplicity_note(1)
