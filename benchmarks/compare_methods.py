@@ -333,6 +333,13 @@ def status_rows(snapshots: Path, summaries: Path, seeds: list[int]) -> list[dict
     return rows
 
 
+def _where(row: dict) -> str:
+    """One run's state in a few words: ``slim-s1 at step 9,416 of 12,840``, ``... searched``."""
+    if row.get("step") is not None and row["state"] == "training":
+        return f"{row['run']} at step {row['step']:,} of {row['steps']:,}"
+    return f"{row['run']} {row['state']}"
+
+
 def status_table(rows: list[dict]) -> str:
     widths = sorted({w for r in rows for w in r.get("accuracy", {})}, key=float)
     lines = [
@@ -395,9 +402,10 @@ def run(args: argparse.Namespace) -> None:
         if copied:
             log(f"snapshot of {len(copied)} runs in {snapshots}")
         if getattr(args, "commit", False):
-            runs = ", ".join(copied) or "none unfinished"
-            log(commit_summaries(args.summaries, f"Experiment snapshot (compare_methods run "
-                                 f"--commit): runs {runs}"))  # fmt: skip
+            rows = {r["run"]: r for r in status_rows(snapshots, args.summaries, args.seeds)}
+            runs = ", ".join(_where(rows[n]) if n in rows else n for n in copied)
+            message = f"Experiment snapshot (compare_methods run --commit): {runs or 'no runs'}"
+            log(commit_summaries(args.summaries, message))
 
     while True:
         if time.perf_counter() - last_snapshot > 60 * args.snapshot_every:

@@ -209,3 +209,13 @@ def test_commit_summaries_commits_that_folder_alone(tmp_path, monkeypatch):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     assert "not in a git checkout" in commit_summaries(outside, "x")
+
+
+def test_a_snapshot_commit_message_says_where_each_run_stands():
+    from compare_methods import _where
+
+    training = {"run": "slim-s1", "state": "training", "step": 9416, "steps": 12840}
+    assert _where(training) == "slim-s1 at step 9,416 of 12,840"
+    searching = {"run": "twostage-memory-s1", "state": "searching (748 of 1000 candidates)"}
+    assert _where(searching) == "twostage-memory-s1 searching (748 of 1000 candidates)"
+    assert _where({**training, "state": "trained"}) == "slim-s1 trained"
