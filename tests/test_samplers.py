@@ -74,3 +74,19 @@ def test_samplers_draw_what_they_should():
     assert not torch.all(first[0] == first[0][0])
     layerwise.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(first, layerwise.widths(0, None)))
+
+
+def test_proposal_budget_follows_tau_when_tau_is_given():
+    """The paper regime's run (12,840 steps, M = 2, tau 140) makes 2 proposals in each of
+    ceil(12840 / 140) = 92 rounds: 184, as its history holds; before, the run described itself
+    with the unused default budget (1.2 * sqrt(12840) = 136)."""
+    from pareco.samplers import default_num_proposals, proposal_budget
+
+    assert proposal_budget(12840, 2, 140, None) == (184, 140)
+    assert proposal_budget(12840, 2, 140, 1000) == (184, 140)  # tau decides
+    # The paper's ImageNet settings agree with their 1000 proposals: 250 epochs of 1251 steps.
+    assert proposal_budget(250 * 1251, 2, 625, 1000) == (1002, 625)
+    # Without tau, tau follows from the budget, given or default.
+    assert proposal_budget(12840, 2, None, 184) == (184, 140)
+    assert default_num_proposals(12840) == 136
+    assert proposal_budget(12840, 2, None, None) == (136, 189)

@@ -355,8 +355,10 @@ HELP: dict[str, str] = {
     "or original (the --init-weights model, frozen)",
     "teacher_full": "with --teacher original, the largest network learns from the teacher too "
     "instead of the labels",
-    "tau": "steps between proposal rounds (default: from the proposal budget)",
-    "num_proposals": "proposal budget (default: scales with the run's length)",
+    "tau": "steps between proposal rounds (default: from the proposal budget); "
+    "given, it sets the budget",
+    "num_proposals": "proposal budget, used when tau is not given (default: scales with the "
+    "run's length)",
     "warmup_proposals": "uniform warm-up proposals before the GP (default: scales with the budget)",
     "target": "target costs: pareto (Pareto-aware) or uniform (the Joslim variant)",
     "beta": "weight of the loss GP's standard deviation in its confidence bound",

@@ -175,6 +175,21 @@ def default_num_proposals(total_steps: int) -> int:
     return int(max(24, min(1000, round(1.2 * math.sqrt(total_steps)))))
 
 
+def proposal_budget(
+    total_steps: int, num_sampled: int, tau: int | None, num_proposals: int | None
+) -> tuple[int, int]:
+    """A PareCO run's proposal count and τ (steps between rounds of ``num_sampled`` proposals).
+
+    With ``tau`` given, it decides: the run makes ``num_sampled`` proposals per round of ``tau``
+    steps, and that count is returned (``num_proposals`` is not used). Otherwise ``tau`` follows
+    from the budget (``num_proposals``, or :func:`default_num_proposals`).
+    """
+    if tau:
+        return num_sampled * math.ceil(total_steps / tau), tau
+    proposals = num_proposals or default_num_proposals(total_steps)
+    return proposals, max(1, round(total_steps * num_sampled / max(1, proposals)))
+
+
 def default_warmup(num_proposals: int) -> int:
     """Uniform warm-up proposals: the paper's 20 (2% of its 1000), but at most a fifth of a
     small budget, so that the GP still drives most proposals."""

@@ -36,8 +36,8 @@ from pareco.metrics import MetricsWriter
 from pareco.samplers import (
     ParecoSampler,
     Sampler,
-    default_num_proposals,
     default_warmup,
+    proposal_budget,
     run_sampler,
 )
 from pareco.sandwich import label_loss, loss_names, sandwich_backward
@@ -193,11 +193,10 @@ class Trainer:
             self.scheduler = warmup_decay(
                 self.optimizer, self.total_steps, self.warmup_steps, config.schedule
             )
-        self.num_proposals = config.num_proposals or default_num_proposals(self.total_steps)
-        self.warmup_proposals = config.warmup_proposals or default_warmup(self.num_proposals)
-        self.tau = config.tau or max(
-            1, round(self.total_steps * config.num_sampled / max(1, self.num_proposals))
+        self.num_proposals, self.tau = proposal_budget(
+            self.total_steps, config.num_sampled, config.tau, config.num_proposals
         )
+        self.warmup_proposals = config.warmup_proposals or default_warmup(self.num_proposals)
         # a resumed run prices with the table it started with (its copy in the run directory)
         self.pricer = run_pricer(self.net, self.run_dir if resume else None, config.latency_table)
         self.sampler: Sampler = run_sampler(

@@ -27,9 +27,9 @@ from pareco.errors import RunError
 from pareco.evaluate import score_widths
 from pareco.run import load_run
 from pareco.samplers import (
-    default_num_proposals,
     default_search_candidates,
     default_warmup,
+    proposal_budget,
     search_config,
 )
 
@@ -74,7 +74,7 @@ def run_search(
             f"{run_dir} has not finished training: resume it with `pareco train --resume`"
         )
     steps = run.state["step"]
-    proposals = cfg.num_proposals or default_num_proposals(steps)
+    proposals, _ = proposal_budget(steps, cfg.num_sampled, cfg.tau, cfg.num_proposals)
     budget = candidates or cfg.search_candidates
     budget = budget or default_search_candidates(
         proposals, cfg.num_sampled, cfg.calib_images, cfg.batch_size
