@@ -311,7 +311,9 @@ def status_rows(snapshots: Path, summaries: Path, seeds: list[int]) -> list[dict
                 seconds = json.loads((snap / "search.json").read_text())["seconds"]
                 row.update(state="searched", hours=seconds / 3600)
             elif name.startswith("twostage-"):
-                row["state"] = "waits for stage one"
+                stage_one = next(r for r in rows if r["run"] == f"twostage-s{seed}")
+                trained = stage_one["state"] == "trained"
+                row["state"] = "not started" if trained else "waits for stage one"
                 if (snap / "checkpoint.pt").exists():
                     row["state"] = "searching"
                     if (snap / "search_state.pt").exists():  # candidates scored so far

@@ -87,6 +87,10 @@ def test_status_reads_snapshots_and_summaries(tmp_path):
     key = {"cost": "memory", "budget": 1000, "step": 100}
     state = {"history": {"steps": [0] * 14}}
     _save_state(snaps / "twostage-memory-s0" / "search_state.pt", key, state, 1.0)
+    checkpoint("twostage-s2", 100, True)  # stage one trained, its searches not begun
+    rows = {r["run"]: r for r in status_rows(snaps, summaries, [0, 1, 2, 3])}
+    assert rows["twostage-memory-s2"]["state"] == "not started"
+    assert rows["twostage-memory-s3"]["state"] == "waits for stage one"
     rows = {r["run"]: r for r in status_rows(snaps, summaries, [0, 1])}
     assert rows["slim-s0"]["state"] == "trained" and rows["slim-s0"]["steps"] == 100
     assert rows["twostage-s0"]["state"] == "training" and rows["twostage-s0"]["step"] == 40
