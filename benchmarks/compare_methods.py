@@ -275,11 +275,15 @@ def commit_summaries(summaries: Path, message: str) -> str:
     def git(*argv: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(top), *argv], capture_output=True, text=True)
 
-    steps = (("add", "-A", "--", rel), ("diff", "--cached", "--name-status", "--", rel))
-    added, staged = (git(*argv) for argv in steps)
-    for done in (added, staged):
-        if done.returncode:
-            return f"not committed: {(done.stderr.strip().splitlines() or ['git failed'])[0]}"
+    def failed(done: subprocess.CompletedProcess) -> str:
+        return f"not committed: {(done.stderr.strip().splitlines() or ['git failed'])[0]}"
+
+    done = git("add", "-A", "--", rel)
+    if done.returncode:
+        return failed(done)
+    staged = git("diff", "--cached", "--name-status", "--", rel)
+    if staged.returncode:
+        return failed(staged)
     if not staged.stdout.strip():
         return "nothing new to commit"
     new = re.compile(r"A\t" + re.escape(rel) + r"/(s\d+\.json)")
@@ -287,9 +291,7 @@ def commit_summaries(summaries: Path, message: str) -> str:
     if summaries_added:
         message += f"; new summaries: {', '.join(summaries_added)}"
     done = git("commit", "-q", "-m", message, "--", rel)
-    if done.returncode:
-        return f"not committed: {(done.stderr.strip().splitlines() or ['git commit failed'])[0]}"
-    return f"committed {rel} in {top}"
+    return failed(done) if done.returncode else f"committed {rel} in {top}"
 
 
 def status_rows(snapshots: Path, summaries: Path, seeds: list[int]) -> list[dict]:

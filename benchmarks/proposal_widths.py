@@ -16,12 +16,12 @@ less than ``--spread`` across groups.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from pareco.checkpoint import read_checkpoint_file
+from pareco.search import History
 from pareco.space import WidthSpace
 
 
@@ -53,8 +53,7 @@ def read_run(run: Path) -> tuple[list[str], list[dict]]:
             f"proposal_widths: {run} has no history.jsonl: pass a PareCO run directory"
         )
     space = WidthSpace.from_dict(read_checkpoint_file(run / "checkpoint.pt")["space"])
-    rows = [json.loads(line) for line in history.read_text().splitlines() if line]
-    return [g.name for g in space.groups if g.searchable], rows
+    return [g.name for g in space.groups if g.searchable], History.read_records(history)
 
 
 def main() -> None:
