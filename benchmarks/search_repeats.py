@@ -17,14 +17,13 @@ histories, with the largest number of candidates that share one cost.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 
 import torch
 
 from pareco.checkpoint import read_checkpoint_file
-from pareco.search import ParecoSearch, SearchConfig
+from pareco.search import History, ParecoSearch, SearchConfig
 from pareco.search.synthetic import ChainProblem
 from pareco.space import WidthSpace
 
@@ -44,7 +43,7 @@ def stage_two(problem: ChainProblem, guard: bool, budget: int, seed: int) -> Cou
 def run_counts(run: Path) -> tuple[Counter, Counter]:
     """Channel vectors and costs (rounded to 4 digits) of one run directory's history."""
     space = WidthSpace.from_dict(read_checkpoint_file(run / "checkpoint.pt")["space"])
-    rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line]
+    rows = History.read_records(run / "history.jsonl")
     alphas = torch.tensor([r["alpha"] for r in rows], dtype=torch.float64)
     channels = Counter(tuple(space.channels(a).tolist()) for a in alphas)
     return channels, Counter(round(r["cost"], 4) for r in rows)
