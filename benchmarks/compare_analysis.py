@@ -190,6 +190,7 @@ def paired(diffs: list[float]) -> dict[str, Any]:
     n = len(diffs)
     mean = statistics.mean(diffs)
     p_t = math.nan
+    sd = math.nan
     if n > 1:
         sd = statistics.stdev(diffs)
         half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
@@ -202,8 +203,8 @@ def paired(diffs: list[float]) -> dict[str, Any]:
     negative = sum(d < 0 for d in diffs)
     nonzero = sum(d != 0 for d in diffs)
     p_sign = stats.binomtest(negative, nonzero, 0.5).pvalue if nonzero else 1.0
-    return {"n": n, "mean": mean, "ci95": [mean - half, mean + half], "negative": negative,
-            "t_test_p": p_t, "sign_test_p": p_sign}  # fmt: skip
+    return {"n": n, "mean": mean, "sd": sd, "ci95": [mean - half, mean + half],
+            "negative": negative, "t_test_p": p_t, "sign_test_p": p_sign}  # fmt: skip
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -331,6 +332,26 @@ def _multiplicity_note(n: int) -> str:
         f"be at least {t / n**0.5:.2f} times the standard deviation of its per-seed differences. "
         f"The sign test cannot go below p = {2 * 0.5**n:.3f} with {n} seeds."
     )
+
+
+def seeds_to_show(mean: float, sd: float, family: int, most: int = 50) -> int | None:
+    """The fewest seeds at which a paired t test would pass the strictest step of Holm's correction
+    over `family` tests (two-sided p < 0.05 / family) *if* the per-seed differences kept this mean
+    and standard deviation: the smallest n ≥ 2 with |mean| / (sd / √n) > t(1 − 0.025 / family, n − 1).
+
+    A projection, not a measurement: with few seeds the SD is itself uncertain. 2 when sd is 0 and
+    mean is not; None when no n up to `most` would do (or mean is 0).
+    """
+    from scipy import stats
+
+    if mean == 0:
+        return None
+    if sd == 0:
+        return 2
+    for n in range(2, most + 1):
+        if abs(mean) / (sd / math.sqrt(n)) > stats.t.ppf(1 - 0.025 / family, n - 1):
+            return n
+    return None
 
 
 def _sizes_note(summaries: list[dict[str, Any]]) -> str:
@@ -539,11 +560,14 @@ def report(
                     f"t interval over {len(seeds)} seeds; the t test's p is adjusted by Holm over "
                     f"all {len(CONTRASTS) * len(COSTS)} contrasts; with {len(seeds)} seeds the "
                     f"two-sided sign test cannot go below p = {floor:.4f}, even when every seed "
-                    "agrees.", ""]  # fmt: skip
+                    "agrees. 'Seeds to show, if it held': the fewest seeds at which this contrast's "
+                    "t test would pass the strictest Holm step if its per-seed differences kept "
+                    "the mean and standard deviation seen so far; a projection for planning "
+                    "(few seeds estimate the SD poorly), not a result.", ""]  # fmt: skip
         out += [
             "| contrast | mean | 95% interval | t test p | Holm p | seeds a better | sign test p "
-            "| linear AUC: mean [95%] |",
-            "|---|---|---|---|---|---|---|---|",
+            "| linear AUC: mean [95%] | seeds to show, if it held |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for a, b, what in CONTRASTS:
             p = table.get((cost, a, b))
@@ -560,10 +584,14 @@ def report(
                 lin_cell = f"{lin['mean']:+.4f} [{lin['ci95'][0]:+.4f}, {lin['ci95'][1]:+.4f}]"
             elif lin:  # one seed: its difference, no interval
                 lin_cell = f"{lin['mean']:+.4f}"
+            need = "–"
+            if p["n"] > 1:
+                n_show = seeds_to_show(p["mean"], p["sd"], len(CONTRASTS) * len(COSTS))
+                need = "> 50" if n_show is None else str(n_show)
             out.append(
                 f"| {what} | {p['mean']:+.4f} | {interval} | {_p(p['t_test_p'])} | "
                 f"{_p(p['holm_p'])} | {p['negative']}/{p['n']} | {p['sign_test_p']:.3f} | "
-                f"{lin_cell} |"
+                f"{lin_cell} | {need} |"
             )
             findings.append(_finding(what, p, planned))
         out += ["", *findings, ""]

@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from compare_analysis import BUDGETS, COSTS, VARIANTS, holm, metrics, paired, report
+from compare_analysis import (
+    BUDGETS,
+    COSTS,
+    VARIANTS,
+    holm,
+    metrics,
+    paired,
+    report,
+    seeds_to_show,
+)
 
 
 def test_paired_interval_and_sign_test():
@@ -52,6 +61,10 @@ def test_report_says_what_is_shown_and_what_is_not(tmp_path):
     assert "flops" not in shown  # equal under FLOPs up to the paired noise: not claimed
     assert "Incomplete" not in text and "cannot go below p = 0.0625" in text
     assert "at least one would exclude 0 by chance with probability 0.40" in text
+    # the projection column: PareCO vs Slim under memory is shown already, so 5 seeds or fewer
+    memory = text.split("## Cost objective: memory")[1].splitlines()
+    row = next(r for r in memory if r.startswith("| PareCO vs Slim (the paper's"))
+    assert int(row.rstrip(" |").rsplit("| ", 1)[1]) <= 5
 
 
 def test_report_with_missing_seeds_says_it_is_incomplete(tmp_path):
@@ -163,7 +176,7 @@ def test_one_seed_shows_its_differences_without_intervals_or_p(tmp_path):
     assert "nan" not in text and "no interval, t test or Holm adjustment" in text
     row = next(r for r in text.splitlines() if r.startswith("| PareCO vs Slim"))
     # step and linear AUC differences of the one seed; interval, t test and Holm p are blank
-    assert row.split(" | ")[1:5] == ["-0.0040", "–", "–", "–"] and row.endswith("| -0.0040 |")
+    assert row.split(" | ")[1:5] == ["-0.0040", "–", "–", "–"] and row.endswith("| -0.0040 | – |")
 
 
 def test_multiplicity_note_says_what_few_seeds_can_show():
@@ -176,3 +189,14 @@ def test_multiplicity_note_says_what_few_seeds_can_show():
     assert "p = 0.250 with 3 seeds" in three
     assert "|t| > 5.60 on 4 degrees" in _multiplicity_note(5)
     assert "degrees of freedom" not in _multiplicity_note(1)
+
+
+def test_seeds_to_show_against_t_tables():
+    """Strictest Holm step over 10 tests: |mean| / sd must exceed t(0.9975, n - 1) / sqrt(n), from
+    t tables 14.09 / sqrt(3) = 8.13 at 3 seeds, 7.45 / 2 = 3.73 at 4, 5.60 / sqrt(5) = 2.50 at 5."""
+    assert seeds_to_show(8.2, 1.0, 10) == 3
+    assert seeds_to_show(-8.0, 1.0, 10) == 4  # the sign does not matter
+    assert seeds_to_show(3.0, 1.0, 10) == 5
+    assert seeds_to_show(0.01, 1.0, 10) is None  # more than 50 seeds
+    assert seeds_to_show(0.0, 1.0, 10) is None and seeds_to_show(0.1, 0.0, 10) == 2
+    assert paired([1.0, 2.0, 3.0])["sd"] == pytest.approx(1.0)
