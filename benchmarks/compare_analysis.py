@@ -308,11 +308,21 @@ def _scale_note(summaries: list[dict[str, Any]], convergence: Path | None = None
     )
 
 
+#: The most seeds `seeds_to_show` looks at; beyond it the report prints "> MOST_SEEDS".
+MOST_SEEDS = 50
+
+
+def _strictest_holm_t(n: int, family: int) -> float:
+    """The |t| a paired t test on `n` seeds must exceed to pass Holm's strictest step over `family`
+    tests (two-sided p < 0.05 / family): t(1 − 0.025 / family, n − 1)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(1 - 0.025 / family, n - 1))
+
+
 def _multiplicity_note(n: int) -> str:
     """How many intervals the page reports, what that means for one that excludes 0, and what
     ``n`` seeds can show at all after the correction."""
-    from scipy import stats
-
     k = len(CONTRASTS) * len(COSTS)
     chance = 1 - 0.95**k
     note = (
@@ -325,7 +335,7 @@ def _multiplicity_note(n: int) -> str:
     )
     if n < 2:
         return note
-    t = float(stats.t.ppf(1 - 0.025 / k, n - 1))
+    t = _strictest_holm_t(n, k)
     return note + (
         f" With {n} seeds, even the strongest contrast survives only if its two-sided p is below "
         f"0.05/{k}, that is |t| > {t:.2f} on {n - 1} degrees of freedom: its mean difference must "
@@ -334,7 +344,7 @@ def _multiplicity_note(n: int) -> str:
     )
 
 
-def seeds_to_show(mean: float, sd: float, family: int, most: int = 50) -> int | None:
+def seeds_to_show(mean: float, sd: float, family: int, most: int = MOST_SEEDS) -> int | None:
     """The fewest seeds at which a paired t test would pass the strictest step of Holm's correction
     over `family` tests (two-sided p < 0.05 / family) *if* the per-seed differences kept this mean
     and standard deviation: the smallest n ≥ 2 with |mean| / (sd / √n) > t(1 − 0.025 / family, n − 1).
@@ -342,14 +352,12 @@ def seeds_to_show(mean: float, sd: float, family: int, most: int = 50) -> int | 
     A projection, not a measurement: with few seeds the SD is itself uncertain. 2 when sd is 0 and
     mean is not; None when no n up to `most` would do (or mean is 0).
     """
-    from scipy import stats
-
     if mean == 0:
         return None
     if sd == 0:
         return 2
     for n in range(2, most + 1):
-        if abs(mean) / (sd / math.sqrt(n)) > stats.t.ppf(1 - 0.025 / family, n - 1):
+        if abs(mean) / (sd / math.sqrt(n)) > _strictest_holm_t(n, family):
             return n
     return None
 
@@ -587,7 +595,7 @@ def report(
             need = "–"
             if p["n"] > 1:
                 n_show = seeds_to_show(p["mean"], p["sd"], len(CONTRASTS) * len(COSTS))
-                need = "> 50" if n_show is None else str(n_show)
+                need = f"> {MOST_SEEDS}" if n_show is None else str(n_show)
             out.append(
                 f"| {what} | {p['mean']:+.4f} | {interval} | {_p(p['t_test_p'])} | "
                 f"{_p(p['holm_p'])} | {p['negative']}/{p['n']} | {p['sign_test_p']:.3f} | "
