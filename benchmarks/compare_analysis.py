@@ -336,9 +336,10 @@ def _multiplicity_note(n: int) -> str:
     if n < 2:
         return note
     t = _strictest_holm_t(n, k)
+    df = f"{n - 1} degree" + ("s" if n > 2 else "")
     return note + (
         f" With {n} seeds, even the strongest contrast survives only if its two-sided p is below "
-        f"0.05/{k}, that is |t| > {t:.2f} on {n - 1} degrees of freedom: its mean difference must "
+        f"0.05/{k}, that is |t| > {t:.2f} on {df} of freedom: its mean difference must "
         f"be at least {t / n**0.5:.2f} times the standard deviation of its per-seed differences. "
         f"The sign test cannot go below p = {2 * 0.5**n:.3f} with {n} seeds."
     )

@@ -188,6 +188,7 @@ def test_multiplicity_note_says_what_few_seeds_can_show():
     assert "|t| > 14.09 on 2 degrees of freedom" in three and "8.13 times" in three
     assert "p = 0.250 with 3 seeds" in three
     assert "|t| > 5.60 on 4 degrees" in _multiplicity_note(5)
+    assert "on 1 degree of freedom" in _multiplicity_note(2)  # 127.32, one degree: singular
     assert "degrees of freedom" not in _multiplicity_note(1)
 
 
