@@ -45,6 +45,14 @@ def test_history_candidates_are_the_scored_non_dominated_proposals():
     assert front.history_candidates([], dim=2) == []
 
 
+def test_all_proposals_are_every_scored_one_by_cost():
+    got = front.history_candidates(HISTORY, dim=2, proposals="all")
+    assert [c.history_index for c in got] == [0, 2, 1, 6, 3, 5]  # 4 was never scored
+    assert [c.search_loss for c in got] == [2.0, 2.5, 1.5, 1.5, 1.0, 1.2]
+    with pytest.raises(FrontError, match="non-dominated, all"):
+        front.history_candidates(HISTORY, dim=2, proposals="best")
+
+
 def test_history_of_another_network_is_refused():
     with pytest.raises(FrontError, match="3 searchable groups"):
         front.history_candidates(HISTORY, dim=3)
@@ -357,6 +365,36 @@ def test_unfinished_run_is_refused(tmp_path, capsys):
              "training has not finished")  # fmt: skip
     _refused(capsys, ["export", str(tmp_path / "run"), "--budget", "0.5"], tmp_path / "run",
              "training has not finished")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_front_of_every_proposal(tmp_path, capsys):
+    """--proposals all evaluates every scored proposal: a superset of the paper's candidates, so
+    its front is at least as good on validation at every cost; Slim runs and a wrong value are
+    refused in one line, with nothing written."""
+    run = _train(tmp_path, "pareco")
+    assert cli.main(["front", str(run), "--no-progress"]) == 0
+    paper = json.loads((run / "front.json").read_text())
+    assert cli.main(["front", str(run), "--proposals", "all", "--no-progress"]) == 0
+    capsys.readouterr()
+    every = json.loads((run / "front.json").read_text())
+    assert paper["proposals"] == "non-dominated" and every["proposals"] == "all"
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    scored = {r["index"] for r in history if r["loss"] is not None}
+    from_history = {p["history_index"] for p in every["points"] if p["source"] == "history"}
+    assert from_history <= scored and len(from_history) >= len(scored) - 2  # smallest/largest
+    assert {p["history_index"] for p in paper["points"] if p["source"] == "history"} <= scored
+    assert len(every["points"]) >= len(paper["points"])
+    ours = front.front_points(every, "flops")
+    for p in front.front_points(paper, "flops"):
+        assert any(q["flops_ratio"] <= p["flops_ratio"] + 1e-12
+                   and q["val_accuracy"] >= p["val_accuracy"] for q in ours)  # fmt: skip
+    _refused(capsys, ["front", str(run), "--proposals", "best"], run,
+             "--proposals must be non-dominated or all, got 'best'")  # fmt: skip
+
+
+def test_slim_front_of_every_proposal_is_refused(run, capsys):
+    _refused(capsys, ["front", str(run), "--proposals", "all"], run, "it has no search history")
 
 
 def test_twostage_run_before_its_search_is_refused(tmp_path, capsys):

@@ -276,8 +276,13 @@ def cmd_front(args: argparse.Namespace) -> None:
     if args.cost is not None:
         load_run_plugins(args.rundir)
         front.check_cost(args.cost)  # a typo is refused before the candidates are evaluated
+    if args.proposals not in front.PROPOSALS:
+        raise UserError(
+            f"--proposals must be {' or '.join(front.PROPOSALS)}, got {args.proposals!r}"
+        )
     run = front.open_run(args.rundir, device)
-    result = front.build_front(run, sweep=sweep, device=device, progress=not args.no_progress)
+    result = front.build_front(run, sweep=sweep, device=device, progress=not args.no_progress,
+                               proposals=args.proposals)  # fmt: skip
     front.write_front(args.rundir, result)
     cost = None if args.cost is None else front.check_cost(args.cost, result)
     print(format_front_table(result, cost))
@@ -376,6 +381,11 @@ def _front_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("rundir")
     p.add_argument("--cost-sweep", type=int,
                    help="uniform widths evenly spaced in cost (Slim runs; default 16)")  # fmt: skip
+    p.add_argument("--proposals", default="non-dominated",
+                   help="PareCO/TwoStage runs: which search proposals are evaluated on validation: "
+                   "non-dominated in (cost, search loss), the paper's rule (default), or all "
+                   "(slower; keeps wide networks when the search loss stops falling with "
+                   "width)")  # fmt: skip
     p.add_argument("--cost", help=f"the front to print: {_front_costs()} (default: the run's "
                    "objective; front.json holds them all)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -6,7 +6,9 @@
    history that are non-dominated in (cost ratio, latest loss) — proposals never scored are left
    out — plus the smallest and the largest network; Slim takes uniform widths evenly spaced in the
    cost ratio of the run's objective. Candidates with the same channels are one sub-network and are
-   evaluated once.
+   evaluated once. ``--proposals all`` takes every scored proposal of the history instead of the
+   non-dominated ones (a deviation from the paper, for histories whose search loss stops falling
+   with cost).
 2. Every candidate's BatchNorm statistics are recalibrated on the run's fixed training batches,
    then it is scored on the *validation* split.
 3. For each cost (FLOPs, peak memory, parameters), the front is the candidates non-dominated in
@@ -70,6 +72,10 @@ FRONT_FORMAT = "pareco-front"
 FRONT_VERSION = 1
 
 HISTORY = "history.jsonl"
+
+#: Which proposals of a PareCO or TwoStage history become front candidates: the non-dominated
+#: ones in (cost, search loss), as the paper does, or every scored proposal.
+PROPOSALS = ("non-dominated", "all")
 
 #: A front is selected under each of these costs; ``pareco export --cost`` picks one. A run with
 #: a latency table also has a front under ``latency`` (see :func:`front_costs`).
@@ -170,19 +176,28 @@ def open_pricer(run: Run) -> Pricer:
         raise FrontError(str(err)) from None
 
 
-def history_candidates(records: Sequence[Mapping[str, Any]], dim: int) -> list[Candidate]:
-    """The proposals of a search history that are non-dominated in (cost ratio, latest loss).
+def history_candidates(
+    records: Sequence[Mapping[str, Any]], dim: int, proposals: str = "non-dominated"
+) -> list[Candidate]:
+    """The proposals of a search history that become front candidates.
 
+    ``non-dominated`` (the paper's rule): those non-dominated in (cost ratio, latest loss).
+    ``all``: every scored proposal, for a history whose loss stops falling with cost (networks
+    that fit their scoring batches at every width), where the non-dominated set ends early and
+    would leave the front without the wider proposals (docs/method.md, "Front candidates").
     Proposals whose loss is null (made after the last re-scoring, never measured) are left out.
 
     Args:
         records: ``history.jsonl`` records, each with ``alpha`` (``dim`` floats), ``cost`` (cost
             ratio of the run's objective) and ``loss`` (float or None).
         dim: number of searchable groups of the run.
+        proposals: ``non-dominated`` or ``all`` (``PROPOSALS``).
 
     Returns:
-        The non-dominated proposals in increasing cost order.
+        The chosen proposals in increasing cost order.
     """
+    if proposals not in PROPOSALS:
+        raise FrontError(f"proposals must be one of {', '.join(PROPOSALS)}, got {proposals!r}")
     if not records:
         return []
     for i, r in enumerate(records):
@@ -196,7 +211,11 @@ def history_candidates(records: Sequence[Mapping[str, Any]], dim: int) -> list[C
         [math.nan if r.get("loss") is None else float(r["loss"]) for r in records],
         dtype=torch.float64,
     )
-    front = pareto_front(cost, loss)
+    if proposals == "all":
+        chosen = [i for i in sorted(range(len(records)), key=lambda i: (float(cost[i]), i))
+                  if not math.isnan(float(loss[i]))]  # fmt: skip
+    else:
+        chosen = pareto_front(cost, loss).indices.tolist()
     return [
         Candidate(
             alpha=torch.tensor(records[i]["alpha"], dtype=torch.float64),
@@ -204,7 +223,7 @@ def history_candidates(records: Sequence[Mapping[str, Any]], dim: int) -> list[C
             history_index=int(records[i].get("index", i)),
             search_loss=float(loss[i]),
         )
-        for i in front.indices.tolist()
+        for i in chosen
     ]
 
 
@@ -271,6 +290,7 @@ def method_candidates(
     *,
     history: Sequence[Mapping[str, Any]] | None = None,
     sweep: int = DEFAULT_SWEEP,
+    proposals: str = "non-dominated",
 ) -> list[Candidate]:
     """The candidates of a run's front, by method (see the module docstring).
 
@@ -280,6 +300,7 @@ def method_candidates(
         cost_ratio: exact cost ratio of the run's objective, ``n x dim`` → ``n``.
         history: the search history (``pareco`` and ``twostage``).
         sweep: uniform widths of a Slim front.
+        proposals: which history proposals (``history_candidates``); Slim has none.
     """
     if method == "slim":
         candidates = [Candidate(a, "uniform") for a in uniform_sweep(space, cost_ratio, sweep)]
@@ -288,7 +309,7 @@ def method_candidates(
             raise ValueError(f"a {method} front needs the search history")
         candidates = [
             Candidate(space.smallest(), "smallest"),
-            *history_candidates(history, space.dim),
+            *history_candidates(history, space.dim, proposals),
             Candidate(space.largest(), "largest"),
         ]
     else:
@@ -437,8 +458,11 @@ def read_history(path: Path) -> list[dict[str, Any]]:
         raise FrontError(str(err)) from None
 
 
-def run_candidates(run: Run, sweep: int = DEFAULT_SWEEP) -> list[Candidate]:
-    """The candidates of a run's front (reads its history for PareCO and TwoStage)."""
+def run_candidates(
+    run: Run, sweep: int = DEFAULT_SWEEP, proposals: str = "non-dominated"
+) -> list[Candidate]:
+    """The candidates of a run's front (reads its history for PareCO and TwoStage; ``proposals``
+    as in :func:`history_candidates`)."""
     method, space = run.config.method, run.net.space
 
     cost_ratio = open_pricer(run).ratio_fn(run.config.cost)
@@ -456,7 +480,9 @@ def run_candidates(run: Run, sweep: int = DEFAULT_SWEEP) -> list[Candidate]:
             f"{run.run_dir} is a PareCO run without {HISTORY} (training writes it); "
             "the run directory is incomplete"
         )
-    return method_candidates(method, space, cost_ratio, history=read_history(path))
+    return method_candidates(
+        method, space, cost_ratio, history=read_history(path), proposals=proposals
+    )
 
 
 @torch.no_grad()
@@ -526,6 +552,7 @@ def build_front(
     device: str | torch.device = "cpu",
     progress: bool = True,
     candidates: Sequence[Candidate] | None = None,
+    proposals: str = "non-dominated",
 ) -> dict[str, Any]:
     """Evaluate a finished run's candidates and select its fronts: the front.json dictionary.
 
@@ -535,6 +562,9 @@ def build_front(
     Args:
         candidates: widths to evaluate instead of the run's own (``run_candidates``): e.g. another
             run's front widths on these weights, to tell better weights from better widths.
+        proposals: which proposals of a PareCO or TwoStage history are candidates:
+            ``non-dominated`` in (cost, search loss), the paper's rule, or ``all`` (every scored
+            proposal: slower, and the front keeps wide networks a flat search loss would drop).
     """
     device = torch.device(device)
     cfg, space, data = run.config, run.net.space, run.data
@@ -543,8 +573,14 @@ def build_front(
             f"{run.run_dir} has no validation split (val_size 0): the front is selected on "
             "validation, so train with --val-size > 0"
         )
+    if proposals != "non-dominated" and cfg.method == "slim":
+        raise FrontError(
+            f"{run.run_dir} is a Slim run: it has no search history, so only PareCO and "
+            "TwoStage fronts take `proposals`"
+        )
+    given = candidates is not None  # another run's widths, say: not the history's
     if candidates is None:
-        candidates = run_candidates(run, sweep)
+        candidates = run_candidates(run, sweep, proposals)
     else:
         candidates = unique_by_channels(candidates, space)
     alphas = torch.stack([c.alpha for c in candidates])
@@ -617,6 +653,7 @@ def build_front(
         "recalibration_batches": len(recal),
         "device": str(device),
         "sweep": sweep if cfg.method == "slim" else None,
+        "proposals": None if cfg.method == "slim" or given else proposals,
         "groups": [{"name": g.name, "size": g.size} for g in space.groups],
         "full_network": {m: float(pricer.cost(space.largest(), m)) for m in metrics_here},
         "points": points,
