@@ -16,9 +16,9 @@ cached as ``front_all_history.json`` in each run directory, beside the faithful 
     python benchmarks/front_candidates.py runs/paper/pareco-flops-s0 runs/paper/pareco-flops-s1 \\
         --slim runs/paper/slim-s0 runs/paper/slim-s1
 
-Each run costs one recalibration and one validation pass per distinct proposal (PareCO's 184
-proposals: about 10 minutes at one thread for the paper regime's ResNet-20 w8; a TwoStage
-history of 1000, about an hour).
+Each run costs one recalibration and one validation pass per distinct proposal: 728–1064 s for
+the 182 scored proposals of a paper-regime PareCO run (ResNet-20 w8, one thread, beside two
+training jobs on two cores); a TwoStage history of 1000, over an hour.
 """
 
 from __future__ import annotations
