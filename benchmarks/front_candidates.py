@@ -33,9 +33,10 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_analysis import BUDGETS, metrics
+from compare_analysis import BUDGETS, _front_summary, metrics
 
-from pareco.front import build_front, ensure_front, front_points, open_run
+from pareco.atomic import write_text_atomic
+from pareco.front import build_front, ensure_front, open_run
 
 CACHE = "front_all_history.json"
 
@@ -50,9 +51,7 @@ def whole_history_front(run_dir: Path, threads: int) -> tuple[dict[str, Any], fl
     start = time.perf_counter()
     run = open_run(run_dir)
     front = build_front(run, proposals="all", progress=False)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(front) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(front) + "\n")
     return front, time.perf_counter() - start
 
 
@@ -83,11 +82,7 @@ def describe(run_dir: Path, threads: int) -> dict[str, Any]:
     lo = min(p[key] for p in whole["points"])
     rows = {}
     for name, front in (("faithful", faithful), ("whole history", whole)):
-        points = [
-            {"cost_ratio": p[key], "val_accuracy": p["val_accuracy"],
-             "test_accuracy": p["test_accuracy"]}
-            for p in front_points(front, cost)
-        ]  # fmt: skip
+        points = _front_summary(front, cost)["points"]
         rows[name] = metrics(points, lo)
         below_full = [p["cost_ratio"] for p in points if p["cost_ratio"] < 1.0 - 1e-9]
         rows[name]["widest_below_full"] = max(below_full) if below_full else None
@@ -109,16 +104,6 @@ def describe(run_dir: Path, threads: int) -> dict[str, Any]:
             [p["search_loss"] for p in above], [1 - p["val_accuracy"] for p in above]
         ),
     }
-
-
-def slim_row(slim_dir: Path, cost: str, lo: float) -> dict[str, Any]:
-    front = ensure_front(slim_dir, progress=False)
-    points = [
-        {"cost_ratio": p[f"{cost}_ratio"], "val_accuracy": p["val_accuracy"],
-         "test_accuracy": p["test_accuracy"]}
-        for p in front_points(front, cost)
-    ]  # fmt: skip
-    return metrics(points, lo)
 
 
 def _pct(x: float | None) -> str:
@@ -160,7 +145,10 @@ def main() -> None:
     for i, run_dir in enumerate(args.runs):
         r = describe(run_dir, args.threads)
         if args.slim:
-            r["fronts"]["Slim (same seed)"] = slim_row(args.slim[i], r["cost"], r["lo"])
+            slim = ensure_front(args.slim[i], progress=False)
+            r["fronts"]["Slim (same seed)"] = metrics(
+                _front_summary(slim, r["cost"])["points"], r["lo"]
+            )
         took = "cached" if r["seconds"] is None else f"{r['seconds']:.0f} s"
         print(
             f"{run_dir.name} ({r['cost']}, {took}): {r['proposals']} proposals, "
