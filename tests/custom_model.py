@@ -32,3 +32,25 @@ def not_a_model(**kwargs) -> int:
 
 def broken(**kwargs) -> nn.Module:
     raise RuntimeError("this factory always fails")
+
+
+class TinyTextNet(nn.Module):
+    """Token ids ``B x L`` in (optionally with an ``attention_mask``), class scores out."""
+
+    def __init__(self, num_classes: int, vocab: int = 100, width: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.conv = nn.Conv1d(width, 2 * width, 3, padding=1)
+        self.norm = nn.BatchNorm1d(2 * width)
+        self.classifier = nn.Linear(2 * width, num_classes)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        h = self.norm(self.conv(self.embed(input_ids).transpose(1, 2))).relu()
+        if attention_mask is None:
+            return self.classifier(h.mean(dim=2))
+        mask = attention_mask.unsqueeze(1).to(h.dtype)
+        return self.classifier((h * mask).sum(dim=2) / mask.sum(dim=2).clamp(min=1))
+
+
+def build_text(num_classes: int, vocab: int = 100, width: int = 16) -> nn.Module:
+    return TinyTextNet(num_classes, vocab, width)

@@ -13,7 +13,7 @@ from pareco.config import (
     refuse_unknown_keys,
     write_config,
 )
-from pareco.data import USER_LOADERS, dataset_names
+from pareco.data import TENSORS, USER_LOADERS, dataset_names
 
 
 def test_unknown_keys_are_named_with_the_valid_ones():
@@ -25,8 +25,8 @@ def test_unknown_keys_are_named_with_the_valid_ones():
         TrainConfig.from_dict({"bogus": 1})
 
 
-def test_data_is_a_registered_dataset_or_a_user_loaders_run():
-    assert data_names() == (*dataset_names(), USER_LOADERS)
+def test_data_is_a_registered_dataset_a_tensor_file_or_a_user_loaders_run():
+    assert data_names() == (*dataset_names(), TENSORS, USER_LOADERS)
     assert TrainConfig(data="cifar10").data == "cifar10"
     with pytest.raises(ConfigError, match="data must be one of fashion-mnist, "):
         TrainConfig(data="imagenet-22k")

@@ -3,6 +3,7 @@
 import pytest
 
 from pareco.data import (
+    TENSORS,
     USER_LOADERS,
     DatasetError,
     SyntheticSpec,
@@ -26,11 +27,14 @@ def test_one_registry_names_the_datasets_for_loading_config_and_cli() -> None:
         data = load_dataset("tiny_test_set", val_size=4, calib_size=4)
         assert data.split_sizes() == {"train": 32, "val": 4, "calib": 4, "test": 8}
         assert TrainConfig(data="tiny-test-set").data == "tiny-test-set"
-        assert data_names() == (*dataset_names(), USER_LOADERS)
+        assert data_names() == (*dataset_names(), TENSORS, USER_LOADERS)
         help_text = cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
         assert "tiny-test-set" in help_text
         with pytest.raises(ValueError, match="already registered"):
             register_dataset("tiny-test-set", lambda path, size, synthetic: None)
+        for taken in (TENSORS, USER_LOADERS):  # the names of the sources outside the registry
+            with pytest.raises(ValueError, match="already registered"):
+                register_dataset(taken, lambda path, size, synthetic: None)
     finally:
         registry._REGISTRY.pop("tiny-test-set")
     with pytest.raises(DatasetError, match="unknown dataset"):

@@ -13,12 +13,14 @@ from pareco.data import DatasetError, DataSplits, SyntheticSpec, load_dataset
 from pareco.data.registry import USER_LOADERS
 from pareco.data.source import DataSource
 from pareco.data.streamed import StreamedFolder, load_streamed_folder
-from pareco.model_path import resolve_model
+from pareco.data.tensors import TENSORS, TensorData
+from pareco.model_path import ModelSpecError, is_import_path, resolve_model
 from pareco.slimming import SlimmableNet, slim
 
 
-def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
-    """The data a config names: in memory, or streamed from an image folder (``stream``)."""
+def build_data(config: TrainConfig) -> DataSplits | StreamedFolder | TensorData:
+    """The data a config names: images in memory, an image folder streamed (``stream``), or a
+    file of tensors (``tensors``)."""
     if config.data == USER_LOADERS:
         raise DatasetError(
             "data 'loaders' is a run trained by pareco.fit on Python DataLoaders: pass the "
@@ -39,6 +41,20 @@ def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
             train_subset=config.train_subset,
             workers=config.workers,
         )
+    if config.data == TENSORS:
+        if config.data_dir is None:
+            raise DatasetError(
+                "the tensors dataset needs --data-dir FILE.pt (or .npz) holding train_x, "
+                "train_y, test_x and test_y"
+            )
+        return TensorData(
+            config.data_dir,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            val_size=config.val_size,
+            calib_size=config.calib_images,
+            train_subset=config.train_subset,
+        )
     synthetic = SyntheticSpec(
         **{k: tuple(v) if k == "shape" else v for k, v in config.synthetic.items()}
     )
@@ -55,14 +71,29 @@ def build_data(config: TrainConfig) -> DataSplits | StreamedFolder:
 
 
 def build_net(config: TrainConfig, data: DataSource) -> SlimmableNet:
-    """The slimmable net a config names: a zoo model or ``package.module:factory``."""
-    c, h, w = data.input_shape
+    """The slimmable net a config names: a zoo model or ``package.module:factory``.
+
+    Images (``C x H x W`` inputs) are traced with zeros of that shape; other inputs (token ids, a
+    tokenizer's dict, features) with the data's own first validation input, which has their
+    dtype. The zoo's models take images only.
+    """
+    shape = tuple(data.input_shape)
+    image = len(shape) == 3
+    if not image and not is_import_path(config.model):
+        raise ModelSpecError(
+            f"zoo model {config.model!r} takes C x H x W images, but the {data.name} data's inputs "
+            f"are {'x'.join(map(str, shape)) or 'scalars'}: give --model package.module:factory"
+        )
     model, ignored = resolve_model(
-        config.model, num_classes=data.num_classes, in_channels=c, kwargs=config.model_kwargs
+        config.model,
+        num_classes=data.num_classes,
+        in_channels=shape[0] if image else 1,
+        kwargs=config.model_kwargs,
     )
+    example = torch.zeros(1, *shape) if image else data.example_input()
     return slim(
         model,
-        torch.zeros(1, c, h, w),
+        example,
         ignored=ignored,
         round_to=config.round_to,
         min_multiplier=config.min_multiplier,

@@ -39,11 +39,13 @@ SORT_SETTINGS = ("auto", "none", "l1", "l2", "bn", "taylor")
 
 
 def data_names() -> tuple[str, ...]:
-    """What ``data`` may name: a registered dataset (``pareco.data.dataset_names``), or
-    ``loaders`` (recorded by ``pareco.fit`` for a user's own loaders)."""
+    """What ``data`` may name: a registered dataset (``pareco.data.dataset_names``), ``tensors``
+    (a file of tensors, ``pareco.data.tensors``), or ``loaders`` (recorded by ``pareco.fit`` for
+    a user's own loaders)."""
     from pareco.data.registry import USER_LOADERS, dataset_names
+    from pareco.data.tensors import TENSORS
 
-    return (*dataset_names(), USER_LOADERS)
+    return (*dataset_names(), TENSORS, USER_LOADERS)
 
 
 class ConfigError(ParecoError, ValueError):
@@ -240,6 +242,15 @@ class TrainConfig:
             "teacher: original distills from the model loaded by init_weights: give "
             "--init-weights FILE too",
         )
+        need(
+            self.data != "tensors" or bool(self.data_dir),
+            "data tensors needs data_dir: the .pt or .npz file holding train_x, train_y, "
+            "test_x and test_y (--data-dir FILE.pt)",
+        )
+        need(
+            self.data != "tensors" or self.image_size is None,
+            "image_size applies to image datasets, not to data=tensors (its rows are fed as saved)",
+        )
         need(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
         need(
             not self.stream or self.data == "folder",
@@ -319,7 +330,8 @@ HELP: dict[str, str] = {
     "model": "a zoo name (pareco models lists them) or package.module:factory",
     "model_kwargs": "extra arguments of the model factory, as KEY=VALUE (e.g. width=8)",
     "data": "dataset",
-    "data_dir": "dataset directory (default: the dataset's standard place)",
+    "data_dir": "dataset directory (default: the dataset's standard place); for data=tensors, "
+    "the .pt or .npz file",
     "image_size": "image folders: resize images to this square side",
     "train_subset": "train on only this many training images (quick runs)",
     "val_size": "validation images carved from the training set: they select the front",

@@ -26,6 +26,7 @@ from pareco.config import TrainConfig, data_names, refuse_unknown_keys
 from pareco.data.loaders import LoaderData, as_pair
 from pareco.data.registry import USER_LOADERS
 from pareco.data.source import DataSource
+from pareco.data.tensors import TensorData
 from pareco.errors import RunError
 from pareco.outputs import logits_of
 from pareco.run import Run, load_run, register_run_sources
@@ -122,7 +123,16 @@ def fit(
     world = int(os.environ.get("WORLD_SIZE", "1"))
     seed = int(options.get("seed", 0))
     data: DataSource
-    if isinstance(train, DataSource):  # pareco's own data
+    if isinstance(train, TensorData):  # a file of tensors: the config records how it was carved
+        data = train
+        for key, value in (*data.settings.items(), ("seed", data.seed)):
+            if options.setdefault(key, value) != value:
+                raise RunError(
+                    f"{key}={options[key]!r} but the TensorData was built with {key}={value!r}: "
+                    "give the same value to both (or leave it out of pareco.fit)"
+                )
+        batch_size = options.pop("batch_size")
+    elif isinstance(train, DataSource):  # pareco's own data
         data = train
         batch_size = int(options.pop("batch_size", 128))
     else:

@@ -1,7 +1,8 @@
 """Data sources, one module each: IDX (``idx``), CIFAR (``cifar``), small image folders
 (``folder``), generated data (``generated``), all held in memory (``memory``, ``loader``); large
 image folders streamed through DataLoader workers (``stream``, ``streamed``); a user's own
-DataLoaders (``loaders``, what ``pareco.fit`` uses). All three implement one interface,
+DataLoaders (``loaders``, what ``pareco.fit`` uses); a file of tensors such as token ids
+(``tensors``, ``--data tensors``). All of them implement one interface,
 :class:`DataSource` (``source``); the datasets ``--data`` names are in one registry
 (``registry``: ``dataset_names``, ``register_dataset``, ``load_dataset``).
 
@@ -57,10 +58,12 @@ from pareco.data.registry import (
 from pareco.data.source import SPLITS, DataSource
 from pareco.data.stream import FolderDataset, FolderIndex, StreamLoader, scan_folder
 from pareco.data.streamed import StreamedFolder, load_streamed_folder
+from pareco.data.tensors import TENSORS, TensorData, read_tensor_file
 
 __all__ = [
     "DEFAULT_FASHION_MNIST_DIR",
     "SPLITS",
+    "TENSORS",
     "USER_LOADERS",
     "Augmentation",
     "BatchLoader",
@@ -75,6 +78,7 @@ __all__ = [
     "StreamLoader",
     "StreamedFolder",
     "SyntheticSpec",
+    "TensorData",
     "channel_stats",
     "crop_and_flip",
     "dataset_names",
@@ -89,6 +93,7 @@ __all__ = [
     "normalize",
     "random_crop_flip",
     "read_idx",
+    "read_tensor_file",
     "register_dataset",
     "resize_images",
     "scan_folder",

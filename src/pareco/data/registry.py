@@ -20,6 +20,7 @@ from pareco.data.folder import load_image_folder
 from pareco.data.generated import SyntheticSpec, make_synthetic
 from pareco.data.idx import DEFAULT_FASHION_MNIST_DIR, IDX_FILES_HINT, load_idx_dataset
 from pareco.data.memory import DataSplits, ImageData, resize_images, split_dataset
+from pareco.data.tensors import TENSORS
 
 __all__ = [
     "USER_LOADERS",
@@ -62,7 +63,7 @@ def _key(name: str) -> str:
 def register_dataset(name: str, load: Loader, *, resizes: bool = False) -> DatasetEntry:
     """Add a dataset under ``name`` (``--data name``); refuses a name already taken."""
     key = _key(name)
-    if key in _REGISTRY or key == USER_LOADERS:
+    if key in _REGISTRY or key in (USER_LOADERS, TENSORS):
         raise ValueError(f"dataset {key!r} is already registered")
     entry = DatasetEntry(key, load, resizes)
     _REGISTRY[key] = entry
