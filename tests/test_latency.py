@@ -34,9 +34,9 @@ SLOPE, INTERCEPT = 2.0, 0.5
 
 def fake_layer_ms(spec, sizes):
     """Bilinear in (c_in, c_out), linear in c: the table's interpolation is exact for it."""
-    hw = math.prod(spec.get("hw", [1]))
+    hw = math.prod(spec.get("hw", [spec.get("length") or 1]))
     op = spec["op"]
-    if op == "conv2d":
+    if op in ("conv2d", "conv1d"):
         k = math.prod(spec["kernel"])
         stride = math.prod(spec["stride"])
         return 1e-5 * sizes["c_in"] * sizes["c_out"] * k * hw / spec["groups"] / stride + 0.01
@@ -195,6 +195,66 @@ def test_mobilenetv2_depthwise_layers_are_one_axis_and_exact():
     alpha = net.space.sample(1, generator=torch.Generator().manual_seed(1))[0]
     ms = FakeRuntime().model_ms(net.export(alpha), torch.zeros(1, 3, 32, 32))
     assert float(model.predict_alpha(alpha)) == pytest.approx(ms, rel=1e-9)
+
+
+class TextConvNet(torch.nn.Module):
+    """Token ids in: an embedding, a 1-d conv, a depthwise 1-d conv, 1-d batch norms, a head."""
+
+    def __init__(self, vocab: int = 50, width: int = 8) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.embed = nn.Embedding(vocab, width)
+        self.conv = nn.Conv1d(width, 2 * width, 3, padding=1)
+        self.norm = nn.BatchNorm1d(2 * width)
+        self.dw = nn.Conv1d(2 * width, 2 * width, 5, padding=2, groups=2 * width, bias=False)
+        self.norm2 = nn.BatchNorm1d(2 * width)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(2 * width, 3)
+
+    def forward(self, ids):
+        h = self.act(self.norm(self.conv(self.embed(ids).transpose(1, 2))))
+        return self.head(self.act(self.norm2(self.dw(h))).mean(dim=2))
+
+
+def test_text_layers_are_priced_and_the_prediction_is_exact():
+    """1-d convs (and depthwise ones), 1-d batch norms and embeddings are table layers: their
+    sizes follow the channel counts exactly and the prediction equals the fake runtime's sum."""
+    ids = torch.randint(0, 50, (1, 16), generator=torch.Generator().manual_seed(0))
+    net = pareco.slim(TextConvNet(), ids)
+    table = build_table(net, FakeRuntime(), samples=3, probe_steps=False)
+    ops = {k.spec["op"] for k in table.kinds.values()}
+    assert {"embedding", "conv1d", "dwconv1d", "batchnorm1d", "linear", "relu"} <= ops
+    layers, notes = discover_layers(net)
+    assert notes == []
+    model = bind(table, net)
+    for alpha in net.space.sample(3, generator=torch.Generator().manual_seed(2)):
+        sub = net.export(alpha).eval()
+        seen = _calls_of(sub, ids)
+        c = net.space.channels(alpha)
+        for layer, (_, sizes) in zip(layers, seen, strict=True):
+            want = torch.tensor([float(sizes[d]) for d in layer.dims], dtype=torch.float64)
+            assert torch.equal(layer.sizes(c[None])[0], want)
+        ms = FakeRuntime().model_ms(sub, ids)
+        assert float(model.predict_alpha(alpha)) == pytest.approx(ms, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["torch", "onnxruntime"])
+def test_runtimes_build_and_time_the_text_layers(name):
+    if name == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    t = iter(range(10_000))
+    rt = make_runtime(name, threads=1, warmup=1, repeats=3, clock=lambda: next(t) * 1e-3)
+    conv = {"op": "conv1d", "kernel": [3], "stride": [1], "padding": [1], "dilation": [1],
+            "bias": True, "length": 16, "groups": 1}  # fmt: skip
+    specs = [
+        (conv, {"c_in": 4, "c_out": 6}),
+        ({**conv, "op": "dwconv1d"}, {"c": 4}),
+        ({"op": "batchnorm1d", "length": 16}, {"c": 4}),
+        ({"op": "batchnorm1d", "length": 0}, {"c": 4}),
+        ({"op": "embedding", "vocab": 50, "rows": 16}, {"c": 8}),
+    ]
+    for spec, sizes in specs:
+        assert rt.layer_ms(spec, sizes) == pytest.approx(1.0)
 
 
 def test_table_round_trip(small, tmp_path):

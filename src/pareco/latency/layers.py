@@ -1,7 +1,8 @@
 """The layers a latency table prices, and how their shapes follow the channel counts.
 
 One forward pass of the slimmable net with hooks on its leaf modules records every call of a
-layer that a table measures (conv, linear, norm, activation, pool) with its shapes. Its varying
+layer that a table measures (2-d and 1-d conv, linear, embedding, norm, activation, pool) with
+its shapes. Its varying
 sizes (``c_in``, ``c_out``, or ``c`` for one-axis layers) are affine in the ``G`` group channel
 counts: ``dims = weights @ c + bias``. The map is found by probing — the full net, then each group
 alone at its smallest — and checked at random widths; a layer whose sizes do not follow an affine
@@ -86,12 +87,37 @@ def record_call(module: nn.Module, x: Tensor, y: Tensor) -> tuple[dict, dict] | 
         if groups == c_in == c_out and groups > 1:
             return {**spec, "op": "dwconv2d"}, {"c": c_in}
         return {**spec, "groups": groups}, {"c_in": c_in, "c_out": c_out}
+    if isinstance(module, nn.Conv1d) and x.ndim == 3:
+        w = module.weight
+        c_in, c_out = int(x.shape[1]), int(y.shape[1])
+        groups = c_in // int(w.shape[1])
+        spec = {
+            "op": "conv1d",
+            "kernel": list(w.shape[2:]),
+            "stride": list(module.stride),
+            "padding": module.padding if isinstance(module.padding, str) else list(module.padding),
+            "dilation": list(module.dilation),
+            "bias": module.bias is not None,
+            "length": int(x.shape[2]),
+        }
+        if groups == c_in == c_out and groups > 1:
+            return {**spec, "op": "dwconv1d"}, {"c": c_in}
+        return {**spec, "groups": groups}, {"c_in": c_in, "c_out": c_out}
+    if isinstance(module, nn.Embedding):
+        rows = x.numel() // max(int(x.shape[0]), 1) if x.ndim > 1 else 1
+        return {"op": "embedding", "vocab": module.num_embeddings, "rows": rows}, {
+            "c": int(y.shape[-1])
+        }
     if isinstance(module, nn.Linear):
         rows = x.numel() // int(x.shape[-1]) // int(x.shape[0])
         spec = {"op": "linear", "rows": rows, "bias": module.bias is not None}
         return spec, {"c_in": int(x.shape[-1]), "c_out": int(y.shape[-1])}
     if isinstance(module, nn.BatchNorm2d) and x.ndim == 4:
         return {"op": "batchnorm2d", "hw": list(x.shape[2:])}, {"c": int(x.shape[1])}
+    if isinstance(module, nn.BatchNorm1d) and x.ndim in (2, 3):
+        return {"op": "batchnorm1d", "length": int(x.shape[2]) if x.ndim == 3 else 0}, {
+            "c": int(x.shape[1])
+        }
     if isinstance(module, nn.LayerNorm):
         rows = x.numel() // int(x.shape[-1]) // int(x.shape[0])
         return {"op": "layernorm", "rows": rows}, {"c": int(x.shape[-1])}

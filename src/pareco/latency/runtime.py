@@ -85,6 +85,30 @@ def build_layer(spec: dict[str, Any], sizes: dict[str, int]) -> tuple[nn.Module,
             bias=spec["bias"],
         )
         return m, torch.randn(1, c_in, *spec["hw"])
+    if op in ("conv1d", "dwconv1d"):
+        if op == "dwconv1d":
+            c_in = c_out = groups = sizes["c"]
+        else:
+            c_in, c_out, groups = sizes["c_in"], sizes["c_out"], spec["groups"]
+        pad = spec["padding"]
+        m = nn.Conv1d(
+            c_in,
+            c_out,
+            spec["kernel"][0],
+            spec["stride"][0],
+            pad if isinstance(pad, str) else pad[0],
+            spec["dilation"][0],
+            groups,
+            bias=spec["bias"],
+        )
+        return m, torch.randn(1, c_in, spec["length"])
+    if op == "embedding":
+        return nn.Embedding(spec["vocab"], sizes["c"]), torch.randint(
+            0, spec["vocab"], (1, spec["rows"])
+        )
+    if op == "batchnorm1d":
+        shape = (1, sizes["c"], spec["length"]) if spec["length"] else (1, sizes["c"])
+        return nn.BatchNorm1d(sizes["c"]), torch.randn(*shape)
     if op == "linear":
         m = nn.Linear(sizes["c_in"], sizes["c_out"], bias=spec["bias"])
         shape = (1, sizes["c_in"]) if spec["rows"] == 1 else (1, spec["rows"], sizes["c_in"])
