@@ -177,7 +177,8 @@ class DataSplits(NamedSplits):
         )
 
 
-def _clip_split_size(requested: int, n: int) -> int:
+def clip_split_size(requested: int, n: int) -> int:
+    """``requested`` rows for a carved split, at most a tenth of the ``n`` training rows."""
     if requested < 0:
         raise ValueError(f"split sizes must be >= 0, got {requested}")
     return 0 if requested == 0 else min(requested, max(1, n // 10))
@@ -201,7 +202,7 @@ def split_dataset(
     and calibration splits unchanged. Mean and std are measured on the resulting train split.
     """
     n = int(data.train_y.shape[0])
-    n_val, n_calib = _clip_split_size(val_size, n), _clip_split_size(calib_size, n)
+    n_val, n_calib = clip_split_size(val_size, n), clip_split_size(calib_size, n)
     if n - n_val - n_calib < 1:
         raise DatasetError(f"{data.name}: a training set of {n} images is too small to split")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, 3)))

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from pareco import batch as batch_inputs
 from pareco.data.base import DatasetError, derive_seed
 from pareco.data.loaders import LoaderData, ResumableLoader
+from pareco.data.memory import clip_split_size
 
 #: The ``--data`` name of a tensor file.
 TENSORS = "tensors"
@@ -196,7 +197,7 @@ class TensorData(LoaderData):
         raw = read_tensor_file(self.path)
         x, y = raw["train_x"], raw["train_y"]
         n = int(y.shape[0])
-        n_val, n_calib = (0 if s == 0 else min(s, max(1, n // 10)) for s in (val_size, calib_size))
+        n_val, n_calib = clip_split_size(val_size, n), clip_split_size(calib_size, n)
         if n - n_val - n_calib < 1 or n_val < 1 or n_calib < 1:
             raise DatasetError(
                 f"{self.path.name}: {n} training rows are too few to carve validation and "
@@ -211,7 +212,6 @@ class TensorData(LoaderData):
             return Rows(batch_inputs.apply(lambda t: t[index], x), y[index])
 
         self.train_rows = rows("train")
-        self.batch_size_given = batch_size
         super().__init__(
             self._loader(self.train_rows, batch_size, shuffle=True),
             num_classes=len(raw["class_names"]),
@@ -248,7 +248,9 @@ class TensorData(LoaderData):
             sampler = DistributedSampler(
                 self.train_rows, num_replicas=world, rank=rank, shuffle=True, seed=seed
             )
-            loader = self._loader(self.train_rows, self.batch_size_given // world, sampler=sampler)
+            loader = self._loader(
+                self.train_rows, self.settings["batch_size"] // world, sampler=sampler
+            )
         return ResumableLoader(loader, seed=seed, device=device)
 
     def summary(self) -> dict[str, Any]:
