@@ -54,3 +54,5 @@ def test_the_front_table_shows_the_asked_cost(tmp_path):
     assert "front under memory: 3 of 3 candidates (selected on 100 validation images, reported " \
         "on 200 test images)" in table  # fmt: skip
     assert table[-1] == "test accuracy at memory budget: 50%: 69.00%, 10%: —"
+    text = format_front_table({**_front(), "input_shape": [12]}, "memory")  # token ids
+    assert "(selected on 100 validation samples, reported on 200 test samples)" in text

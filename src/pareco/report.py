@@ -147,11 +147,13 @@ def format_front_table(front: Mapping[str, Any], cost: str | None = None) -> str
         + ("—" if a["test_accuracy"] is None else f"{100 * a['test_accuracy']:.2f}%")
         for a in m["accuracy_at"]
     )
+    shape = front.get("input_shape")
+    rows_are = "samples" if shape is not None and len(shape) != 3 else "images"  # text, ...
     lines += [
         "",
         f"front under {cost}: {len(rows) - 1} of {len(front['points'])} candidates "
-        f"(selected on {front['samples']['val']} validation images, reported on "
-        f"{front['samples']['test']} test images)",
+        f"(selected on {front['samples']['val']} validation {rows_are}, reported on "
+        f"{front['samples']['test']} test {rows_are})",
         f"mean test error over {cost} ratio [{lo:.3f}, {hi:g}]: {100 * m['mean_test_error']:.2f}%; "
         f"hypervolume (ref cost 1, error 1): {m['hypervolume']:.4f}",
         f"test accuracy at {cost} budget: {acc}",
