@@ -8,15 +8,21 @@ side in one run:
      collates row by row, on the same rows and batch size; their ratio;
   B. the loader's share of a training step: the time spent waiting for batches / the time of a
      whole epoch of sandwich steps (largest, 2 sampled widths, smallest) of a small text model
-     (embedding, two convolutions, classifier) slimmed by ``pareco.slim``.
+     (embedding, two convolutions, classifier) slimmed by ``pareco.slim``;
+  C. memory: the growth of a fresh process's anonymous memory (RssAnon) while it carves a file
+     of ``--memory-mb`` MB of token ids and reads one epoch of it, with the file memory-mapped
+     (what ``--data tensors`` does with a ``.pt`` file) and read whole (``torch.load``).
 Torch runs single-threaded (the machine is shared); every figure is measured in this run.
 
     python benchmarks/tensor_data_throughput.py [--rows 20000] [--length 128] [--batch-size 128]
+                                                [--memory-mb 400]
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -69,16 +75,18 @@ def epoch_rows_per_s(batches: object) -> float:
 
 
 class PerRow(torch.utils.data.Dataset):
-    """The same rows read one at a time (what a ``TensorDataset`` of a dict would look like)."""
+    """The same training rows, copied out and read one at a time (a ``TensorDataset`` of a dict)."""
 
     def __init__(self, data: TensorData) -> None:
-        self.rows = data.train_rows
+        rows = data.train_rows
+        self.x = {k: t[rows.index] for k, t in rows.x.items()}
+        self.y = rows.y[rows.index]
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.y)
 
     def __getitem__(self, i: int) -> tuple[dict[str, Tensor], Tensor]:
-        return self.rows[i]
+        return {k: t[i] for k, t in self.x.items()}, self.y[i]
 
 
 def main() -> None:
@@ -89,6 +97,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=5000)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--step-batches", type=int, default=40)
+    parser.add_argument("--memory-mb", type=int, default=400)
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,9 +105,9 @@ def main() -> None:
         write_tokens(path, args.rows, args.length, args.vocab)
         data = TensorData(path, batch_size=args.batch_size, val_size=1000, calib_size=256)
     per_row = DataLoader(PerRow(data), batch_size=args.batch_size, shuffle=True)
-    ids = data.train_rows.x["input_ids"]
-    plain = DataLoader(TensorDataset(ids, data.train_rows.y), batch_size=args.batch_size,
-                       shuffle=True)  # fmt: skip
+    index = data.train_rows.index
+    ids, labels = data.train_rows.x["input_ids"][index], data.train_rows.y[index]
+    plain = DataLoader(TensorDataset(ids, labels), batch_size=args.batch_size, shuffle=True)
     fast = epoch_rows_per_s(data.train_loader(seed=0))
     slow = epoch_rows_per_s(per_row)
     ids_only = epoch_rows_per_s(plain)
@@ -127,6 +136,40 @@ def main() -> None:
     print(f"B. loader's share of a sandwich step (4 widths, {args.step_batches - 1} steps): "
           f"{100 * wait / total:.2f}% ({1000 * wait / (args.step_batches - 1):.2f} ms of "
           f"{1000 * total / (args.step_batches - 1):.0f} ms)")  # fmt: skip
+    memory(args.memory_mb, args.length)
+
+
+MEMORY_PROBE = """
+import sys, torch
+import pareco.data.tensors as tensors
+def anon():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("RssAnon"))
+if sys.argv[2] == "whole":
+    tensors._load_pt = lambda p: torch.load(p, map_location="cpu", weights_only=True)
+torch.zeros(1).sum()
+before = anon()
+data = tensors.TensorData(sys.argv[1], batch_size=1024, val_size=5000, calib_size=1024)
+rows = sum(int(x.shape[0]) for x, _ in data.train_loader(seed=0))
+print(rows, (anon() - before) / 1024)
+"""
+
+
+def memory(mb: int, length: int) -> None:
+    rows = mb * 2**20 // (8 * length)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.pt"
+        x = torch.randint(0, 30000, (rows, length))
+        y = torch.randint(0, 4, (rows,))
+        torch.save({"train_x": x, "train_y": y, "test_x": x[:100], "test_y": y[:100]}, path)
+        del x, y
+        grown = {}
+        for how in ("mapped", "whole"):
+            out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path), how],
+                                 capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+            grown[how] = float(out[1])
+        print(f"C. anonymous memory while carving and reading one epoch of {mb} MB "
+              f"({rows:,} rows x {length} int64 ids, {int(out[0]):,} trained): memory-mapped "
+              f"+{grown['mapped']:.0f} MB, read whole +{grown['whole']:.0f} MB")  # fmt: skip
 
 
 if __name__ == "__main__":

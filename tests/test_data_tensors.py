@@ -1,6 +1,8 @@
 """``--data tensors``: a file of tensors (token ids, a tokenizer's dict, features) as a dataset."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -166,6 +168,37 @@ def test_a_bad_file_is_one_line_saying_what_to_save(tmp_path, write, message):
     with pytest.raises(DatasetError, match=message) as err:
         read_tensor_file(path)
     assert "\n" not in str(err.value)
+
+
+def test_a_pt_file_is_memory_mapped_and_read_a_batch_at_a_time(tmp_path):
+    """Carving and an epoch of batches leave the rows on disk: the process's anonymous memory
+    grows by far less than the 64 MB of inputs (a legacy-format file, which cannot be mapped,
+    is read whole and still loads)."""
+    path = tmp_path / "big.pt"
+    n = 500_000
+    x = torch.arange(n * 32, dtype=torch.int32).view(n, 32)
+    torch.save({"train_x": x, "train_y": torch.arange(n) % 3, "test_x": x[:100],
+                "test_y": torch.arange(100) % 3}, path)  # fmt: skip
+    code = f"""
+import torch
+from pareco.data.tensors import TensorData
+def anon():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("RssAnon"))
+torch.zeros(1).sum()  # torch's own allocations first
+before = anon()
+data = TensorData({str(path)!r}, batch_size=4096, val_size=1000, calib_size=256)
+rows = sum(int(x.shape[0]) for x, _ in data.train_loader(seed=0))
+print(rows, (anon() - before) // 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    rows, grown_mb = map(int, out.stdout.split())
+    assert rows == n - 1000 - 256 and grown_mb < 32, out.stdout
+    legacy = tmp_path / "legacy.pt"
+    small = {"train_x": x[:400], "train_y": torch.arange(400) % 3, "test_x": x[:10],
+             "test_y": torch.arange(10) % 3}  # fmt: skip
+    torch.save(small, legacy, _use_new_zipfile_serialization=False)
+    data = TensorData(legacy, batch_size=32, val_size=40, calib_size=20)
+    assert data.split_sizes()["train"] == 340
 
 
 def test_a_folder_or_other_suffix_is_refused(tmp_path):

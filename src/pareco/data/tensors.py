@@ -5,10 +5,11 @@
 is either
 
 - ``.pt``/``.pth``: ``torch.save({"train_x": ..., "train_y": ..., "test_x": ..., "test_y": ...})``
-  (read with ``weights_only=True``); an ``*_x`` may be a dict of tensors, such as a tokenizer's
+  (read with ``weights_only=True``, memory-mapped: a file larger than memory is read a batch at
+  a time); an ``*_x`` may be a dict of tensors, such as a tokenizer's
   ``{"input_ids": ..., "attention_mask": ...}``, passed to the model as keyword arguments; or
-- ``.npz``: ``numpy.savez(FILE, train_x=..., train_y=..., test_x=..., test_y=...)``; a dict input
-  is stored as one array per key, ``train_x.input_ids``, ``train_x.attention_mask``, ...
+- ``.npz``: ``numpy.savez(FILE, train_x=..., train_y=..., test_x=..., test_y=...)``, read whole;
+  a dict input is stored as one array per key, ``train_x.input_ids``, ``train_x.attention_mask``.
 
 Labels are ``N`` integers in ``[0, classes)``; an optional ``class_names`` list names them (and
 sets the number of classes; otherwise it is the largest label plus one). Inputs are fed as they
@@ -48,20 +49,25 @@ HINT = (
 
 
 class Rows(Dataset):
-    """Inputs ``x`` (a tensor or a dict of tensors) and labels ``y`` by row; a batch of rows is
-    one index operation (``__getitems__``, which ``DataLoader`` prefers to per-row reads)."""
+    """Rows ``index`` (all when None) of inputs ``x`` (a tensor or a dict of tensors) and labels
+    ``y``. Nothing is copied: a batch of rows is one index operation into the stored tensors
+    (``__getitems__``, which ``DataLoader`` prefers to per-row reads), so a memory-mapped file is
+    read a batch at a time."""
 
-    def __init__(self, x: batch_inputs.Inputs, y: Tensor) -> None:
-        self.x, self.y = x, y
+    def __init__(self, x: batch_inputs.Inputs, y: Tensor, index: Tensor | None = None) -> None:
+        self.x, self.y, self.index = x, y, index
 
     def __len__(self) -> int:
-        return int(self.y.shape[0])
+        return int((self.y if self.index is None else self.index).shape[0])
 
     def __getitem__(self, i: int) -> tuple[batch_inputs.Inputs, Tensor]:
-        return batch_inputs.apply(lambda t: t[i], self.x), self.y[i]
+        x, y = self.__getitems__([i])
+        return batch_inputs.apply(lambda t: t[0], x), y[0]
 
     def __getitems__(self, rows: list[int]) -> tuple[batch_inputs.Inputs, Tensor]:
         index = torch.as_tensor(rows, dtype=torch.int64)
+        if self.index is not None:
+            index = self.index[index]
         return batch_inputs.apply(lambda t: t[index], self.x), self.y[index]
 
 
@@ -82,10 +88,7 @@ def read_tensor_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DatasetError(f"no such file: {path}: pass --data-dir FILE.pt ({HINT})")
     try:
-        if path.suffix.lower() == ".npz":
-            raw = _read_npz(path)
-        else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = _read_npz(path) if path.suffix.lower() == ".npz" else _load_pt(path)
     except DatasetError:
         raise
     except Exception as err:  # a truncated or foreign file: pickle, zip and numpy errors alike
@@ -118,6 +121,17 @@ def read_tensor_file(path: str | Path) -> dict[str, Any]:
             )
     out["class_names"] = names or tuple(str(i) for i in range(max(top, 2)))
     return out
+
+
+def _load_pt(path: Path) -> Any:
+    """The file memory-mapped (its rows are read from disk as batches need them), or read whole
+    when it was saved in torch's legacy format, which cannot be mapped."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _read_npz(path: Path) -> dict[str, Any]:
@@ -208,8 +222,7 @@ class TensorData(LoaderData):
                  "train": order[n_val + n_calib :][:train_subset]}  # fmt: skip
 
         def rows(part: str) -> Rows:
-            index = parts[part].sort().values
-            return Rows(batch_inputs.apply(lambda t: t[index], x), y[index])
+            return Rows(x, y, parts[part].sort().values)
 
         self.train_rows = rows("train")
         super().__init__(
