@@ -54,3 +54,14 @@ class TinyTextNet(nn.Module):
 
 def build_text(num_classes: int, vocab: int = 100, width: int = 16) -> nn.Module:
     return TinyTextNet(num_classes, vocab, width)
+
+
+def build_bert(num_classes: int, vocab: int = 100) -> nn.Module:
+    """A one-layer BERT classifier of Hugging Face transformers, as it is."""
+    import transformers as T
+
+    config = T.BertConfig(
+        vocab_size=vocab, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=num_classes,
+    )  # fmt: skip
+    return T.BertForSequenceClassification(config)

@@ -222,14 +222,19 @@ def test_a_zoo_model_on_token_ids_says_to_name_a_factory(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_trains_fronts_and_exports_a_text_model_from_a_tensor_file(tmp_path):
-    """train → front → export through the CLI on a tokenizer's dict inputs; ``front`` and
-    ``export`` rebuild the data from config.json alone; the export keeps the front's accuracy."""
+@pytest.mark.parametrize("model", ["custom_model:build_text", "custom_model:build_bert"])
+def test_cli_trains_fronts_and_exports_a_text_model_from_a_tensor_file(tmp_path, model):
+    """train → front → export through the CLI on a tokenizer's dict inputs, for a text CNN and
+    a Hugging Face BERT as it is; ``front`` and ``export`` rebuild the data from config.json
+    alone; the export keeps the front's accuracy."""
+    if model.endswith("bert"):
+        pytest.importorskip("transformers")
     path = save_npz_dict(tmp_path / "tokens.npz", n=600, n_test=200)
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
-        "model": "custom_model:build_text", "data": "tensors", "data_dir": str(path),
-        "val_size": 60, "calib_size": 32, "batch_size": 32, "epochs": 3, "lr": 0.1,
+        "model": model, "data": "tensors", "data_dir": str(path),
+        "val_size": 60, "calib_size": 32, "batch_size": 32, "epochs": 3,
+        "lr": 0.05 if model.endswith("bert") else 0.1,
         "num_proposals": 6, "warmup_proposals": 2, "recal_batches": 2, "threads": 1,
         "eval_widths": [0.42, 1.0]}))  # fmt: skip
     run = tmp_path / "run"
