@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -83,6 +84,23 @@ class FakeRuntime:
 
 
 register_runtime("fake", FakeRuntime)
+
+
+class InvertedRuntime(FakeRuntime):
+    """Layers cost less the wider they are: narrower sub-networks are predicted slower."""
+
+    def layer_ms(self, spec, sizes):
+        return 1.0 / fake_layer_ms(spec, sizes)
+
+    def model_ms(self, model, example):
+        layers = []
+        hooks = [m.register_forward_hook(lambda m, a, o: layers.append(record_call(m, a[0], o)))
+                 for m in model.modules() if not list(m.children())]  # fmt: skip
+        with torch.no_grad():
+            model.eval()(example)
+        for h in hooks:
+            h.remove()
+        return SLOPE * sum(1.0 / fake_layer_ms(*r) for r in layers if r) + INTERCEPT
 
 
 def _net(name="smallnet", size=(1, 12, 12), **kw):
@@ -384,6 +402,21 @@ def test_pareco_run_with_latency_then_front_then_export_by_ms(tmp_path, capsys):
     assert f"no sub-network fits {smallest / 2:g} ms" in err and err.count("\n") == 1
     assert cli.main(["export", str(run), "--budget", "0.5", "--budget-ms", "3"]) == 2
     assert "give one budget" in capsys.readouterr().err
+
+    # a latency that falls with width (where it is flat on a device, noise can do that): the
+    # smallest network is not the cheapest, and a budget at the full network's latency finds it
+    inverted = build_table(net, InvertedRuntime(), model="smallnet", samples=4, probe_steps=False)
+    inverted.save(run / "latency_table.json")
+    (run / "front.json").unlink()
+    shutil.rmtree(run / "export")
+    full_ms = float(load_for(net, run / "latency_table.json").predict_alpha(net.space.largest()))
+    args = ["export", str(run), "--budget-ms", f"{full_ms * 1.001}", "--no-progress"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    (export_dir,) = (run / "export").iterdir()
+    assert json.loads((export_dir / "report.json").read_text())["latency"]["within_budget"]
+    capsys.readouterr()
+    assert cli.main([*args[:3], f"{full_ms / 2}", "--no-progress"]) == 2
+    assert "the cheapest on the front is predicted at" in capsys.readouterr().err
 
     # the same table does not fit another model: the run refuses it before training
     other = TrainConfig(**{**cfg.to_dict(), "model_kwargs": {"width": 6},
