@@ -27,7 +27,7 @@ from scipy.stats import spearmanr
 
 import pareco
 from pareco import models
-from pareco.latency import bind, build_table, example_tensor, make_runtime
+from pareco.latency import bind, build_table, example_inputs, make_runtime
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
@@ -92,7 +92,7 @@ def main() -> None:
         if args.models and name not in args.models:
             continue
         net = pareco.slim(make(), torch.zeros(1, *size), ignored=ignored)
-        example = example_tensor(net)
+        example = example_inputs(net)
         gen = torch.Generator().manual_seed(1234)
         test_alphas = sample(net.space, args.subnets, args.sampling, gen)
         for rt_name in args.runtimes:

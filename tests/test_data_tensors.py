@@ -276,3 +276,39 @@ def test_fit_on_a_tensor_file_records_it_so_another_process_can_load_the_run(tmp
     assert torch.equal(again.data.full_batch("val")[0], data.full_batch("val")[0])
     with pytest.raises(RunError, match="val_size=50 but the TensorData was built with val_size=40"):
         pareco.fit("custom_model:build_text", data, out=tmp_path / "r2", val_size=50)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_a_latency_budget_on_a_tokenizers_dict(tmp_path, runtime, capsys):
+    """latency-table → cost: latency → front → export --budget-ms on dict inputs: whole networks
+    are timed with input_ids and attention_mask both fed (by name in onnxruntime)."""
+    if runtime == "onnxruntime" and not _has("onnxruntime"):
+        pytest.skip("needs onnxruntime")
+    path = save_npz_dict(tmp_path / "tokens.npz", n=400, n_test=100)
+    config = tmp_path / "c.yaml"
+    base = {"model": "custom_model:build_text", "data": "tensors", "data_dir": str(path),
+            "val_size": 40, "calib_size": 32, "batch_size": 32, "threads": 1}  # fmt: skip
+    config.write_text(yaml.safe_dump(base))
+    table = tmp_path / "t.json"
+    args = ["latency-table", "--config", str(config), "--runtime", runtime, "--out", str(table),
+            "--max-points", "3", "--samples", "3", "--repeats", "3",
+            "--no-round-to-probe"]  # fmt: skip
+    assert cli.main(args) == 0
+    assert {"embedding", "conv1d", "batchnorm1d", "linear"} <= {
+        json.loads(k)["op"] for k in json.loads(table.read_text())["kinds"]
+    }
+    run_config = {**base, "cost": "latency", "latency_table": str(table), "epochs": 1,
+                  "num_proposals": 4, "warmup_proposals": 2, "recal_batches": 1,
+                  "eval_widths": [1.0]}  # fmt: skip
+    config.write_text(yaml.safe_dump(run_config))
+    run = tmp_path / "run"
+    assert cli.main(["train", "--config", str(config), "--out", str(run), "--no-progress"]) == 0
+    assert cli.main(["front", str(run), "--no-progress"]) == 0
+    front = json.loads((run / "front.json").read_text())
+    generous = 10 * max(p["latency"] for p in front["points"])
+    capsys.readouterr()
+    args = ["export", str(run), "--budget-ms", f"{generous}", "--format", "pt", "--no-progress"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    report = json.loads(next((run / "export").rglob("report.json")).read_text())
+    assert report["latency"]["measured_ms"] > 0 and report["latency"]["runtime"]["name"] == runtime

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from pareco import batch as batch_inputs
+
 RUNTIMES = ("torch", "onnxruntime")
 
 Clock = Callable[[], float]
@@ -38,8 +40,10 @@ class Runtime(Protocol):
         """Median milliseconds of one layer of shape ``spec`` with varying ``sizes``."""
         ...
 
-    def model_ms(self, model: nn.Module, example: Tensor) -> float:
-        """Median milliseconds of ``model(example)`` (``example``: ``1 x ...``)."""
+    def model_ms(self, model: nn.Module, example: batch_inputs.Inputs) -> float:
+        """Median milliseconds of ``model(example)`` at batch 1: ``example`` is a tensor, or a
+        dict of tensors passed as keyword arguments (a tokenizer's ``input_ids`` and
+        ``attention_mask``); ``pareco.batch.call`` calls a model either way."""
         ...
 
 
@@ -173,16 +177,18 @@ class TorchRuntime:
         }
 
     @torch.no_grad()
-    def _time(self, model: nn.Module, x: Tensor) -> float:
+    def _time(self, model: nn.Module, x: batch_inputs.Inputs) -> float:
         model = model.to(self.device).eval()
-        x = x.to(self.device)
-        return median_ms(lambda: model(x), self.warmup, self.repeats, self.clock, self.sync)
+        x = batch_inputs.to(x, self.device)
+        return median_ms(
+            lambda: batch_inputs.call(model, x), self.warmup, self.repeats, self.clock, self.sync
+        )
 
     def layer_ms(self, spec: dict[str, Any], sizes: dict[str, int]) -> float:
         return self._time(*build_layer(spec, sizes))
 
-    def model_ms(self, model: nn.Module, example: Tensor) -> float:
-        return self._time(model, example[:1])
+    def model_ms(self, model: nn.Module, example: batch_inputs.Inputs) -> float:
+        return self._time(model, batch_inputs.take(example, 1))
 
 
 class OnnxRuntime:
@@ -214,9 +220,10 @@ class OnnxRuntime:
             "torch": torch.__version__,
         }
 
-    def session(self, model: nn.Module, example: Tensor) -> Any:
+    def session(self, model: nn.Module, example: batch_inputs.Inputs) -> Any:
         """An onnxruntime session of ``model`` exported at batch 1: by the TorchScript exporter
-        (a tenth of a second for a layer), or ``pareco.export.to_onnx`` where that one fails."""
+        (a tenth of a second for a layer), or ``pareco.export.to_onnx`` where that one fails or
+        the inputs are a dict (keyword arguments, which it names)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -224,30 +231,39 @@ class OnnxRuntime:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         model = model.eval()
+        blob: Any = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
+            if isinstance(example, Tensor):
                 buf = io.BytesIO()
-                torch.onnx.export(
-                    model,
-                    (example[:1],),
-                    buf,
-                    dynamo=False,
-                    opset_version=17,
-                    input_names=["input"],
-                )
-                blob: Any = buf.getvalue()
-            except Exception:  # ops the TorchScript exporter lacks: the dynamo one
+                try:
+                    torch.onnx.export(
+                        model,
+                        (batch_inputs.take(example, 1),),
+                        buf,
+                        dynamo=False,
+                        opset_version=17,
+                        input_names=["input"],
+                    )
+                    blob = buf.getvalue()
+                except Exception:  # ops the TorchScript exporter lacks: the dynamo one below
+                    blob = None
+            if blob is None:
                 from pareco.export import to_onnx
 
                 path = Path(self._dir.name) / f"m{os.getpid()}.onnx"
-                to_onnx(model, example[:1], path)
+                to_onnx(model, batch_inputs.take(example, 1), path)
                 blob = str(path)
         return ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
 
-    def _time(self, model: nn.Module, example: Tensor) -> float:
+    def _time(self, model: nn.Module, example: batch_inputs.Inputs) -> float:
+        example = batch_inputs.take(example, 1)
         sess = self.session(model, example)
-        feed = {sess.get_inputs()[0].name: example[:1].numpy()}
+        names = [i.name for i in sess.get_inputs()]
+        if isinstance(example, Tensor):
+            feed = {names[0]: example.numpy()}
+        else:  # by name; inputs the exported graph dropped as unused are not fed
+            feed = {k: v.numpy() for k, v in example.items() if k in names}
         return median_ms(lambda: sess.run(None, feed), self.warmup, self.repeats, self.clock)
 
     def layer_ms(self, spec: dict[str, Any], sizes: dict[str, int]) -> float:
@@ -256,7 +272,7 @@ class OnnxRuntime:
             x = x[..., None]  # a 4-d input exports every activation the same way
         return self._time(model, x)
 
-    def model_ms(self, model: nn.Module, example: Tensor) -> float:
+    def model_ms(self, model: nn.Module, example: batch_inputs.Inputs) -> float:
         return self._time(model, example)
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from pareco import batch as batch_inputs
 from pareco.errors import ParecoError
 from pareco.latency.layers import LayerCall, discover_layers, fingerprint
 from pareco.space import WidthSpace
@@ -298,6 +299,15 @@ def example_tensor(net: SlimmableNet) -> Tensor:
     return first[:1]
 
 
+def example_inputs(net: SlimmableNet) -> batch_inputs.Inputs:
+    """What the net is called with, at batch 1: its one tensor, or its dict of keyword tensors
+    (a tokenizer's ``input_ids`` and ``attention_mask``); else the first tensor."""
+    args, kwargs = net._example
+    if not args and kwargs and batch_inputs.is_inputs(kwargs):
+        return batch_inputs.take(dict(kwargs), 1)
+    return example_tensor(net)
+
+
 def fit_correction(
     table: LatencyTable, net: SlimmableNet, runtime: Runtime, samples: int, seed: int = 0
 ) -> None:
@@ -313,7 +323,7 @@ def fit_correction(
             space.sample(max(0, samples - 2), generator=gen),
         ]
     )
-    example = example_tensor(net)
+    example = example_inputs(net)
     model = LatencyModel(table, space)
     sums = model.layer_sum(space.channels(alphas))
     runtime.model_ms(net.export(alphas[1]).eval(), example)  # first-call costs: not a sample
