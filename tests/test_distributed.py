@@ -39,8 +39,8 @@ def _register() -> None:
         )
 
 
-def _config(out: Path, method: str, model: str) -> TrainConfig:
-    return TrainConfig(
+def _config(out: Path, method: str, model: str, extra: dict | None = None) -> TrainConfig:
+    settings = dict(
         model=model,
         model_kwargs={} if model == "test_nonorm" else {"width": 4},
         data="synthetic",
@@ -60,10 +60,11 @@ def _config(out: Path, method: str, model: str) -> TrainConfig:
         threads=1,
         checkpoint_every=1000,
     )
+    return TrainConfig(**{**settings, **(extra or {})})
 
 
 def _worker(
-    rank: int, world: int, port: int, out: str, method: str, model: str, die_at: int
+    rank: int, world: int, port: int, out: str, method: str, model: str, die_at: int, extra: dict
 ) -> None:
     if world > 1:
         os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
@@ -72,7 +73,7 @@ def _worker(
     from pareco import distributed
     from pareco.trainer import Trainer
 
-    trainer = Trainer(_config(Path(out), method, model), progress=False)
+    trainer = Trainer(_config(Path(out), method, model, extra), progress=False)
     seen = []
     choose = trainer._widths
 
@@ -89,11 +90,15 @@ def _worker(
     distributed.shutdown()
 
 
-def _run(world: int, out: Path, method: str, model: str, die_at: int = -1) -> list[int]:
+def _run(
+    world: int, out: Path, method: str, model: str, die_at: int = -1, extra: dict | None = None
+) -> list[int]:
     port = _free_port()
     ctx = mp.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(r, world, port, str(out), method, model, die_at))
+        ctx.Process(
+            target=_worker, args=(r, world, port, str(out), method, model, die_at, extra or {})
+        )
         for r in range(world)
     ]
     for p in procs:
@@ -146,3 +151,18 @@ def test_pareco_run_on_two_ranks_completes_with_identical_widths(tmp_path):
 def test_a_dead_rank_stops_the_other(tmp_path):
     codes = _run(2, tmp_path / "ddp", "slim", "smallnet", die_at=3)
     assert codes[1] == 3 and codes[0] != 0  # rank 0 stops with an error instead of hanging
+
+
+@pytest.mark.slow
+def test_a_tensor_file_trains_on_two_ranks_each_reading_its_shard(tmp_path):
+    """--data tensors under torchrun (each rank's loader a DistributedSampler over its shard,
+    checked in test_data_tensors): the search stays in step on both ranks and the run finishes."""
+    from test_data_tensors import save_pt
+
+    data = {"data": "tensors", "data_dir": str(save_pt(tmp_path / "tokens.pt")), "synthetic": {},
+            "model_kwargs": {}}  # fmt: skip
+    assert _run(2, tmp_path / "ddp", "pareco", "custom_model:build_text", extra=data) == [0, 0]
+    r0 = torch.load(tmp_path / "ddp" / "widths_rank0.pt")
+    r1 = torch.load(tmp_path / "ddp" / "widths_rank1.pt")
+    assert len(r0) == len(r1) > 0 and all(torch.equal(x, y) for x, y in zip(r0, r1))
+    assert load_checkpoint(tmp_path / "ddp")["finished"]
