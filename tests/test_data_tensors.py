@@ -64,6 +64,20 @@ def test_a_pt_file_is_carved_like_the_image_datasets(tmp_path):
     assert not torch.equal(other.full_batch("val")[0], val)
 
 
+def test_numpy_features_train_as_float32(tmp_path):
+    """float64 features (numpy's default) and a uint8 mask reach the model as float32; the
+    labels may be any integer type."""
+    g = np.random.default_rng(0)
+    x, y = g.normal(size=(200, 6)), g.integers(0, 2, 200).astype(np.int32)
+    np.savez(tmp_path / "f.npz", train_x=x, train_y=y, test_x=x[:20], test_y=y[:20])
+    data = TensorData(tmp_path / "f.npz", batch_size=16, val_size=20, calib_size=16)
+    xb, yb = next(iter(data.train_loader(seed=0)))
+    assert xb.dtype == torch.float32 and yb.dtype == torch.int64
+    assert data.example_input().dtype == torch.float32
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    assert model(xb).shape == (16, 2)
+
+
 def test_batches_are_one_index_operation_and_resume_mid_epoch(tmp_path):
     data = TensorData(save_pt(tmp_path / "d.pt"), batch_size=32, seed=0, val_size=40, calib_size=20)
     loader = data.train_loader(seed=5)

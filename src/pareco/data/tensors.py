@@ -13,9 +13,10 @@ is either
 
 Labels are ``N`` integers in ``[0, classes)``; an optional ``class_names`` list names them (and
 sets the number of classes; otherwise it is the largest label plus one). Inputs are fed as they
-are stored (integer token ids stay integers; uint8 and bool become float, nothing is rescaled):
-save them model-ready. The validation and calibration splits are carved from the training rows
-with the run's seed, as for the image datasets; the test rows report the front.
+are stored, save that floating point, uint8 and bool become float32 (integer token ids stay
+integers; nothing is rescaled or augmented): save them model-ready. The validation and
+calibration splits are carved from the training rows with the run's seed, as for the image
+datasets; the test rows report the front.
 
 Batches are one index operation into the stored tensors (a dataset with ``__getitems__``), served
 through :class:`pareco.data.loaders.LoaderData`, so training resumes exactly and runs under
@@ -68,7 +69,15 @@ class Rows(Dataset):
         index = torch.as_tensor(rows, dtype=torch.int64)
         if self.index is not None:
             index = self.index[index]
-        return batch_inputs.apply(lambda t: t[index], self.x), self.y[index]
+        return batch_inputs.apply(lambda t: model_ready(t[index]), self.x), self.y[index]
+
+
+def model_ready(t: Tensor) -> Tensor:
+    """Floating point, bytes and booleans as float32 (numpy's float64 features, masks), other
+    integers (token ids) as they are; nothing is rescaled."""
+    if t.dtype.is_floating_point or t.dtype in (torch.uint8, torch.bool):
+        return t.to(torch.float32)
+    return t
 
 
 def whole_batch(batch: tuple[batch_inputs.Inputs, Tensor]) -> tuple[batch_inputs.Inputs, Tensor]:
