@@ -65,8 +65,8 @@ def test_a_pt_file_is_carved_like_the_image_datasets(tmp_path):
 
 
 def test_numpy_features_train_as_float32(tmp_path):
-    """float64 features (numpy's default) and a uint8 mask reach the model as float32; the
-    labels may be any integer type."""
+    """float64 features (numpy's default) reach the model as float32; the labels may be any
+    integer type."""
     g = np.random.default_rng(0)
     x, y = g.normal(size=(200, 6)), g.integers(0, 2, 200).astype(np.int32)
     np.savez(tmp_path / "f.npz", train_x=x, train_y=y, test_x=x[:20], test_y=y[:20])

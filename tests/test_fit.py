@@ -51,6 +51,18 @@ def loaders(seed: int = 0):
     return train, test
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float64], ids=["bytes", "numpy-float64"])
+def test_loaders_of_bytes_or_float64_train_as_float32(tmp_path, dtype):
+    """A loader of uint8 images (PILToTensor) or of numpy's float64 trains: every batch reaches
+    the model as float32, as the example it was slimmed on did; nothing is rescaled."""
+    x, y = dataset(160).tensors
+    x = (x * 40 + 100).clamp(0, 255).to(dtype)
+    train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    run = pareco.fit(UserNet(), train, out=tmp_path / "r", method="slim", epochs=1, **FAST)
+    batch, _ = next(iter(run.data.eval_loader("val")))
+    assert batch.dtype == torch.float32 and float(batch.max()) > 1  # as given, not rescaled
+
+
 @pytest.mark.slow
 def test_fit_a_user_model_on_a_plain_dataloader_then_front_and_export(tmp_path):
     train, test = loaders()

@@ -23,7 +23,7 @@ from pareco import batch as batch_inputs
 from pareco.build import build_net
 from pareco.checkpoint import CHECKPOINT, has_checkpoint
 from pareco.config import TrainConfig, data_names, refuse_unknown_keys
-from pareco.data.loaders import LoaderData, as_pair
+from pareco.data.loaders import LoaderData, as_pair, model_ready
 from pareco.data.registry import USER_LOADERS
 from pareco.data.source import DataSource
 from pareco.data.tensors import TensorData
@@ -190,7 +190,8 @@ def _num_classes(model: nn.Module, x: Tensor) -> int:
     """Outputs of ``model`` on a batch: what the front and export record as classes."""
     probe = copy.deepcopy(model).cpu().eval()
     try:
-        out = logits_of(batch_inputs.call(probe, batch_inputs.to(batch_inputs.take(x, 2), "cpu")))
+        x = model_ready(batch_inputs.to(batch_inputs.take(x, 2), "cpu"))
+        out = logits_of(batch_inputs.call(probe, x))
     except TypeError as err:
         raise RunError(str(err)) from None
     if out.dim() != 2:

@@ -51,6 +51,19 @@ def as_pair(batch: Any, where: str) -> tuple[Tensor, Tensor]:
     )
 
 
+def model_ready(x: batch_inputs.Inputs) -> batch_inputs.Inputs:
+    """Inputs as a model takes them: bytes (uint8 images) and floating point other than float32
+    (numpy's float64, half) as float32; integers (token ids) and booleans (masks, whose meaning
+    a float would change) as they are. Nothing is rescaled."""
+
+    def one(t: Tensor) -> Tensor:
+        if t.dtype == torch.uint8 or (t.dtype.is_floating_point and t.dtype != torch.float32):
+            return t.to(torch.float32)
+        return t
+
+    return batch_inputs.apply(one, x)
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed torch's (CPU), numpy's and python's global generators; restore them afterwards."""
@@ -137,7 +150,7 @@ class ResumableLoader(EpochPosition):
             x, y = as_pair(batch, "the training loader")
             self.position = k + 1
             yield (
-                batch_inputs.to(x, self.device, non_blocking=True),
+                model_ready(batch_inputs.to(x, self.device, non_blocking=True)),
                 y.to(self.device, non_blocking=True),
             )
         self.epoch, self.position = epoch + 1, 0
@@ -191,11 +204,9 @@ class LoaderData:
         self.batch_size = int(getattr(train, "batch_size", None) or batch_inputs.num_samples(x))
 
     def normalize(self, x: Tensor) -> Tensor:
-        """Identity: a user's loader yields model-ready inputs. Bytes (uint8 images) become
-        floats; other integers (token ids) stay as they are."""
-        return batch_inputs.apply(
-            lambda t: t.float() if t.dtype in (torch.uint8, torch.bool) else t, x
-        )
+        """A batch as every loader here yields it (:func:`model_ready`): a user's loader yields
+        model-ready inputs, but bytes and float64 become float32."""
+        return model_ready(x)
 
     def train_loader(
         self,
@@ -236,7 +247,7 @@ class LoaderData:
         for k, batch in enumerate(part.loader):
             if k % world == rank:
                 x, y = as_pair(batch, part.where)
-                yield batch_inputs.to(x, device), y.to(device)
+                yield model_ready(batch_inputs.to(x, device)), y.to(device)
 
     def full_batch(self, split: str, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         xs, ys = zip(*self.eval_loader(split, device=device))

@@ -11,12 +11,12 @@ is either
 - ``.npz``: ``numpy.savez(FILE, train_x=..., train_y=..., test_x=..., test_y=...)``, read whole;
   a dict input is stored as one array per key, ``train_x.input_ids``, ``train_x.attention_mask``.
 
-Labels are ``N`` integers in ``[0, classes)``; an optional ``class_names`` list names them (and
-sets the number of classes; otherwise it is the largest label plus one). Inputs are fed as they
-are stored, save that floating point, uint8 and bool become float32 (integer token ids stay
-integers; nothing is rescaled or augmented): save them model-ready. The validation and
-calibration splits are carved from the training rows with the run's seed, as for the image
-datasets; the test rows report the front.
+Labels are ``N`` integers in ``[0, classes)``; an optional ``class_names`` list names them (and sets
+the number of classes; otherwise it is the largest label plus one). Inputs are fed as they are
+stored, save that uint8 and floating point other than float32 become float32
+(:func:`pareco.data.loaders.model_ready`: token ids and boolean masks stay as they are; nothing is
+rescaled or augmented): save them model-ready. The validation and calibration splits are carved from
+the training rows with the run's seed, as for the image datasets; the test rows report the front.
 
 Batches are one index operation into the stored tensors (a dataset with ``__getitems__``), served
 through :class:`pareco.data.loaders.LoaderData`, so training resumes exactly and runs under
@@ -69,15 +69,7 @@ class Rows(Dataset):
         index = torch.as_tensor(rows, dtype=torch.int64)
         if self.index is not None:
             index = self.index[index]
-        return batch_inputs.apply(lambda t: model_ready(t[index]), self.x), self.y[index]
-
-
-def model_ready(t: Tensor) -> Tensor:
-    """Floating point, bytes and booleans as float32 (numpy's float64 features, masks), other
-    integers (token ids) as they are; nothing is rescaled."""
-    if t.dtype.is_floating_point or t.dtype in (torch.uint8, torch.bool):
-        return t.to(torch.float32)
-    return t
+        return batch_inputs.apply(lambda t: t[index], self.x), self.y[index]
 
 
 def whole_batch(batch: tuple[batch_inputs.Inputs, Tensor]) -> tuple[batch_inputs.Inputs, Tensor]:
