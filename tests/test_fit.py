@@ -53,14 +53,17 @@ def loaders(seed: int = 0):
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float64], ids=["bytes", "numpy-float64"])
 def test_loaders_of_bytes_or_float64_train_as_float32(tmp_path, dtype):
-    """A loader of uint8 images (PILToTensor) or of numpy's float64 trains: every batch reaches
-    the model as float32, as the example it was slimmed on did; nothing is rescaled."""
+    """A loader of uint8 images (PILToTensor) or of numpy's float64, with int32 labels, trains:
+    every batch reaches the model as float32, as the example it was slimmed on did (nothing is
+    rescaled), and the labels as int64."""
     x, y = dataset(160).tensors
     x = (x * 40 + 100).clamp(0, 255).to(dtype)
+    y = y.to(torch.int32)  # numpy's labels often are
     train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
     run = pareco.fit(UserNet(), train, out=tmp_path / "r", method="slim", epochs=1, **FAST)
-    batch, _ = next(iter(run.data.eval_loader("val")))
+    batch, labels = next(iter(run.data.eval_loader("val")))
     assert batch.dtype == torch.float32 and float(batch.max()) > 1  # as given, not rescaled
+    assert labels.dtype == torch.int64
 
 
 @pytest.mark.slow

@@ -64,6 +64,14 @@ def model_ready(x: batch_inputs.Inputs) -> batch_inputs.Inputs:
     return batch_inputs.apply(one, x)
 
 
+def labels_ready(y: Tensor) -> Tensor:
+    """Integer class indices as int64 (what cross-entropy takes; numpy often gives int32); other
+    targets (soft labels for a loss of the user's) as they are."""
+    if y.dtype.is_floating_point or y.dtype in (torch.int64, torch.bool) or y.is_complex():
+        return y
+    return y.to(torch.int64)
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed torch's (CPU), numpy's and python's global generators; restore them afterwards."""
@@ -151,7 +159,7 @@ class ResumableLoader(EpochPosition):
             self.position = k + 1
             yield (
                 model_ready(batch_inputs.to(x, self.device, non_blocking=True)),
-                y.to(self.device, non_blocking=True),
+                labels_ready(y.to(self.device, non_blocking=True)),
             )
         self.epoch, self.position = epoch + 1, 0
 
@@ -247,7 +255,7 @@ class LoaderData:
         for k, batch in enumerate(part.loader):
             if k % world == rank:
                 x, y = as_pair(batch, part.where)
-                yield model_ready(batch_inputs.to(x, device)), y.to(device)
+                yield model_ready(batch_inputs.to(x, device)), labels_ready(y.to(device))
 
     def full_batch(self, split: str, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         xs, ys = zip(*self.eval_loader(split, device=device))
