@@ -107,75 +107,28 @@ def test_an_npz_file_gives_dict_inputs_and_class_names(tmp_path):
     assert "input_ids 12, attention_mask 12" in data.describe()
 
 
+GOOD = {"train_x": torch.zeros(4, 2), "train_y": torch.zeros(4).long(),
+        "test_x": torch.zeros(2, 2), "test_y": torch.zeros(2).long()}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("write", "message"),
     [
         (lambda p: None, "no such file"),
         (lambda p: p.write_bytes(b"not a pickle"), "cannot be read as tensors"),
         (lambda p: torch.save([1, 2], p), "holds a list, not a dict of tensors"),
-        (lambda p: torch.save({"train_x": torch.zeros(4, 2)}, p), "has no train_y, test_x, test_y"),
-        (
-            lambda p: torch.save(
-                {
-                    "train_x": torch.zeros(4, 2),
-                    "train_y": torch.zeros(4),
-                    "test_x": torch.zeros(2, 2),
-                    "test_y": torch.zeros(2).long(),
-                },
-                p,
-            ),
-            "labels must be N integers",
-        ),
-        (
-            lambda p: torch.save(
-                {
-                    "train_x": torch.zeros(4, 2),
-                    "train_y": torch.zeros(3).long(),
-                    "test_x": torch.zeros(2, 2),
-                    "test_y": torch.zeros(2).long(),
-                },
-                p,
-            ),
-            "4 input rows but 3 labels",
-        ),
-        (
-            lambda p: torch.save(
-                {
-                    "train_x": torch.zeros(4, 2),
-                    "train_y": torch.zeros(4).long(),
-                    "test_x": torch.zeros(2, 3),
-                    "test_y": torch.zeros(2).long(),
-                },
-                p,
-            ),
-            "train inputs are 2 per row but test inputs are 3",
-        ),
+        (lambda p: torch.save({"train_x": GOOD["train_x"]}, p), "has no train_y, test_x, test_y"),
+        (lambda p: torch.save({**GOOD, "train_y": torch.zeros(4)}, p), "labels must be N integers"),
+        (lambda p: torch.save({**GOOD, "train_y": GOOD["train_y"][:3]}, p),
+         "4 input rows but 3 labels"),
+        (lambda p: torch.save({**GOOD, "test_x": torch.zeros(2, 3)}, p),
+         "train inputs are 2 per row but test inputs are 3"),
         (lambda p: save_pt(p, class_names=["a", "b"]), "labels reach 2 but class_names names 2"),
-        (
-            lambda p: torch.save(
-                {
-                    "train_x": "text",
-                    "train_y": torch.zeros(4).long(),
-                    "test_x": torch.zeros(2, 3),
-                    "test_y": torch.zeros(2).long(),
-                },
-                p,
-            ),
-            "train_x is a str",
-        ),
+        (lambda p: torch.save({**GOOD, "train_x": "text"}, p), "train_x is a str"),
     ],
-    ids=[
-        "missing",
-        "corrupt",
-        "not-a-dict",
-        "missing-keys",
-        "float-labels",
-        "row-mismatch",
-        "shape-mismatch",
-        "too-few-names",
-        "not-a-tensor",
-    ],
-)
+    ids=["missing", "corrupt", "not-a-dict", "missing-keys", "float-labels", "row-mismatch",
+         "shape-mismatch", "too-few-names", "not-a-tensor"],
+)  # fmt: skip
 def test_a_bad_file_is_one_line_saying_what_to_save(tmp_path, write, message):
     path = tmp_path / "d.pt"
     write(path)

@@ -35,7 +35,7 @@ SLOPE, INTERCEPT = 2.0, 0.5
 
 def fake_layer_ms(spec, sizes):
     """Bilinear in (c_in, c_out), linear in c: the table's interpolation is exact for it."""
-    hw = math.prod(spec.get("hw", [spec.get("length") or 1]))
+    hw = math.prod(spec.get("hw", [spec.get("length") or 1]))  # batchnorm1d: its length
     op = spec["op"]
     if op in ("conv2d", "conv1d"):
         k = math.prod(spec["kernel"])
@@ -263,7 +263,7 @@ def test_runtimes_build_and_time_the_text_layers(name):
     t = iter(range(10_000))
     rt = make_runtime(name, threads=1, warmup=1, repeats=3, clock=lambda: next(t) * 1e-3)
     conv = {"op": "conv1d", "kernel": [3], "stride": [1], "padding": [1], "dilation": [1],
-            "bias": True, "length": 16, "groups": 1}  # fmt: skip
+            "bias": True, "hw": [16], "groups": 1}  # fmt: skip
     specs = [
         (conv, {"c_in": 4, "c_out": 6}),
         ({**conv, "op": "dwconv1d"}, {"c": 4}),

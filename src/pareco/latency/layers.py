@@ -71,37 +71,22 @@ class LayerCall:
 
 def record_call(module: nn.Module, x: Tensor, y: Tensor) -> tuple[dict, dict] | None:
     """``(spec, sizes)`` of one call, or None for a layer no table measures."""
-    if isinstance(module, nn.Conv2d) and x.ndim == 4:
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)) and x.ndim == module.weight.ndim:
         w = module.weight  # the active slice inside net(...)
         c_in, c_out = int(x.shape[1]), int(y.shape[1])
         groups = c_in // int(w.shape[1])
+        d = x.ndim - 2  # 1-d convolutions over sequences, 2-d over images
         spec = {
-            "op": "conv2d",
+            "op": f"conv{d}d",
             "kernel": list(w.shape[2:]),
             "stride": list(module.stride),
             "padding": module.padding if isinstance(module.padding, str) else list(module.padding),
             "dilation": list(module.dilation),
             "bias": module.bias is not None,
-            "hw": list(x.shape[2:]),
+            "hw": list(x.shape[2:]),  # the length of a sequence
         }
         if groups == c_in == c_out and groups > 1:
-            return {**spec, "op": "dwconv2d"}, {"c": c_in}
-        return {**spec, "groups": groups}, {"c_in": c_in, "c_out": c_out}
-    if isinstance(module, nn.Conv1d) and x.ndim == 3:
-        w = module.weight
-        c_in, c_out = int(x.shape[1]), int(y.shape[1])
-        groups = c_in // int(w.shape[1])
-        spec = {
-            "op": "conv1d",
-            "kernel": list(w.shape[2:]),
-            "stride": list(module.stride),
-            "padding": module.padding if isinstance(module.padding, str) else list(module.padding),
-            "dilation": list(module.dilation),
-            "bias": module.bias is not None,
-            "length": int(x.shape[2]),
-        }
-        if groups == c_in == c_out and groups > 1:
-            return {**spec, "op": "dwconv1d"}, {"c": c_in}
+            return {**spec, "op": f"dwconv{d}d"}, {"c": c_in}
         return {**spec, "groups": groups}, {"c_in": c_in, "c_out": c_out}
     if isinstance(module, nn.Embedding):
         rows = x.numel() // max(int(x.shape[0]), 1) if x.ndim > 1 else 1

@@ -72,13 +72,13 @@ def median_ms(
 def build_layer(spec: dict[str, Any], sizes: dict[str, int]) -> tuple[nn.Module, Tensor]:
     """A fresh module of shape ``spec`` with the varying ``sizes`` and a ``1 x ...`` input."""
     op = spec["op"]
-    if op in ("conv2d", "dwconv2d"):
-        if op == "dwconv2d":
+    if op in ("conv2d", "dwconv2d", "conv1d", "dwconv1d"):
+        if op.startswith("dw"):
             c_in = c_out = groups = sizes["c"]
         else:
             c_in, c_out, groups = sizes["c_in"], sizes["c_out"], spec["groups"]
         pad = spec["padding"]
-        m = nn.Conv2d(
+        m = (nn.Conv1d if op.endswith("1d") else nn.Conv2d)(
             c_in,
             c_out,
             tuple(spec["kernel"]),
@@ -89,23 +89,6 @@ def build_layer(spec: dict[str, Any], sizes: dict[str, int]) -> tuple[nn.Module,
             bias=spec["bias"],
         )
         return m, torch.randn(1, c_in, *spec["hw"])
-    if op in ("conv1d", "dwconv1d"):
-        if op == "dwconv1d":
-            c_in = c_out = groups = sizes["c"]
-        else:
-            c_in, c_out, groups = sizes["c_in"], sizes["c_out"], spec["groups"]
-        pad = spec["padding"]
-        m = nn.Conv1d(
-            c_in,
-            c_out,
-            spec["kernel"][0],
-            spec["stride"][0],
-            pad if isinstance(pad, str) else pad[0],
-            spec["dilation"][0],
-            groups,
-            bias=spec["bias"],
-        )
-        return m, torch.randn(1, c_in, spec["length"])
     if op == "embedding":
         return nn.Embedding(spec["vocab"], sizes["c"]), torch.randint(
             0, spec["vocab"], (1, spec["rows"])
