@@ -24,12 +24,17 @@ from torch import nn
 
 from pareco.atomic import write_text_atomic
 from pareco.checkpoint import CHECKPOINT, DAMAGED, PREVIOUS, TEMPORARY, has_checkpoint
+from pareco.cost_metrics import RUN_TABLE
 from pareco.errors import ParecoError
 
 LOCK = ".lock"
+#: What the channel sorting of a run started from trained weights did (``sort_channels``).
+SORT_REPORT = "sort.json"
 #: Files and folders a training run writes into its directory (``front``/``export`` add the rest).
 RUN_FILES = (
     "config.json",
+    SORT_REPORT,
+    RUN_TABLE,  # the latency table a cost: latency run was priced with
     CHECKPOINT,
     PREVIOUS,
     TEMPORARY,

@@ -286,7 +286,7 @@ class Trainer:
         report = sort_channels(self.net, how, batches=batches, loss_fn=self.loss_fn)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "sort.json").write_text(json.dumps(report.to_dict()) + "\n")
+            (self.run_dir / rundir.SORT_REPORT).write_text(json.dumps(report.to_dict()) + "\n")
             moved = sum(g.moved > 0 for g in report.groups)
             print(f"channels sorted by {how}: {moved} of {len(report.groups)} groups reordered",
                   flush=True)  # fmt: skip
