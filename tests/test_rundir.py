@@ -51,3 +51,19 @@ def test_metrics_after_the_checkpoint_step_are_dropped(tmp_path):
     kept = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in kept] == [2, 4]
     assert truncate_metrics(tmp_path, 4) == 0
+
+
+def test_resuming_a_finished_run_evaluates_it_and_leaves_its_files_alone(tmp_path, capsys):
+    """--resume after the last checkpoint (a crash in the final evaluation, or a second look)
+    evaluates again; the checkpoint and history are not rewritten, so the front stays valid."""
+    run, cfg = tmp_path / "r", tmp_path / "c.json"
+    cfg.write_text(json.dumps({**TINY, "epochs": 1, "method": "pareco", "num_proposals": 4,
+                               "warmup_proposals": 2}))  # fmt: skip
+    assert cli.main(["train", "--config", str(cfg), "--out", str(run), "--no-progress"]) == 0
+    assert cli.main(["front", str(run), "--no-progress"]) == 0
+    files = {n: (run / n).read_bytes() for n in ("checkpoint.pt", "history.jsonl")}
+    capsys.readouterr()
+    assert cli.main(["train", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert "had finished training: evaluating it again" in capsys.readouterr().out
+    assert {n: (run / n).read_bytes() for n in files} == files
+    assert cli.main(["export", str(run), "--budget", "0.8", "--format", "pt", "--no-progress"]) == 0

@@ -415,6 +415,12 @@ class Trainer:
 
     def _fit(self) -> dict[str, Any]:
         cfg = self.config
+        if self.finished:  # resumed after the last checkpoint: evaluate, leave the files alone
+            if self.is_main:
+                print("the run had finished training: evaluating it again", flush=True)
+            summary = self.evaluate_uniform()
+            self.metrics.close()
+            return summary
         self.net.train()
         last_log = time.perf_counter()
         imgs_since_log = 0
