@@ -190,7 +190,8 @@ def _shapes(x: batch_inputs.Inputs) -> str:
 class TensorData(LoaderData):
     """A tensor file as pareco data: train / val / calib carved from its training rows with
     ``seed`` (as :func:`pareco.data.split_dataset` does for images), test from its test rows.
-    ``batch_size`` is the global batch (split over the ranks under torchrun)."""
+    ``batch_size`` is the global batch (split over the ranks under torchrun); the calibration
+    split is one batch unless ``calib_size`` says otherwise (the paper's one-batch calibration)."""
 
     name = TENSORS
 
@@ -201,9 +202,10 @@ class TensorData(LoaderData):
         batch_size: int,
         seed: int = 0,
         val_size: int = 5000,
-        calib_size: int = 1000,
+        calib_size: int | None = None,
         train_subset: int | None = None,
     ) -> None:
+        calib_size = batch_size if calib_size is None else calib_size  # one batch, as the CLI
         self.path = Path(path).expanduser()
         #: what a run's config records to carve these splits again (``pareco.fit``)
         self.settings = {"data_dir": str(self.path), "batch_size": batch_size,
