@@ -2,9 +2,8 @@
 
 One forward pass of the slimmable net with hooks on its leaf modules records every call of a
 layer that a table measures (2-d and 1-d conv, linear, embedding, norm, activation, pool) with
-its shapes. Its varying
-sizes (``c_in``, ``c_out``, or ``c`` for one-axis layers) are affine in the ``G`` group channel
-counts: ``dims = weights @ c + bias``. The map is found by probing — the full net, then each group
+its shapes. Its varying sizes (``c_in``, ``c_out``, or ``c`` for one-axis layers) are affine in
+the ``G`` group channel counts: ``dims = weights @ c + bias``. The map is found by probing — the full net, then each group
 alone at its smallest — and checked at random widths; a layer whose sizes do not follow an affine
 map is left out (the end-to-end correction carries it, with the ops that are not modules).
 """
@@ -83,7 +82,7 @@ def record_call(module: nn.Module, x: Tensor, y: Tensor) -> tuple[dict, dict] | 
             "padding": module.padding if isinstance(module.padding, str) else list(module.padding),
             "dilation": list(module.dilation),
             "bias": module.bias is not None,
-            "hw": list(x.shape[2:]),  # the length of a sequence
+            "hw": list(x.shape[2:]),  # height and width; for a 1-d conv, the sequence's length
         }
         if groups == c_in == c_out and groups > 1:
             return {**spec, "op": f"dwconv{d}d"}, {"c": c_in}
