@@ -1,11 +1,11 @@
 """The layers a latency table prices, and how their shapes follow the channel counts.
 
-One forward pass of the slimmable net with hooks on its leaf modules records every call of a
-layer that a table measures (2-d and 1-d conv, linear, embedding, norm, activation, pool) with
-its shapes. Its varying sizes (``c_in``, ``c_out``, or ``c`` for one-axis layers) are affine in
-the ``G`` group channel counts: ``dims = weights @ c + bias``. The map is found by probing — the full net, then each group
-alone at its smallest — and checked at random widths; a layer whose sizes do not follow an affine
-map is left out (the end-to-end correction carries it, with the ops that are not modules).
+One forward pass of the slimmable net with hooks on its leaf modules records every call of a layer
+that a table measures (2-d and 1-d conv, linear, embedding, norm, activation, pool) with its shapes.
+Its varying sizes (``c_in``, ``c_out``, or ``c`` for one-axis layers) are affine in the ``G`` group
+channel counts: ``dims = weights @ c + bias``. The map is found by probing — the full net, then each
+group alone at its smallest — and checked at random widths; a layer whose sizes do not follow an
+affine map is left out (the end-to-end correction carries it, with the ops that are not modules).
 """
 
 from __future__ import annotations
