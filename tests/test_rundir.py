@@ -24,17 +24,18 @@ def test_a_crash_leftover_of_an_atomic_write_counts_as_the_runs_own(tmp_path):
 
 
 def test_restart_sets_aside_every_file_a_run_writes(tmp_path, capsys):
-    """A run started from trained weights (sort.json) and priced in latency (its table) is a
-    run's own folder: --restart moves all of it aside instead of refusing it as foreign."""
+    """A run started from trained weights (sort.json), priced in latency (its table) or with
+    an unfinished TwoStage search (its state) is a run's own folder: --restart moves all of it
+    aside instead of refusing it as foreign."""
     run, cfg = tmp_path / "r", tmp_path / "c.json"
     cfg.write_text(json.dumps({**TINY, "epochs": 1}))
     args = ["train", "--config", str(cfg), "--out", str(run), "--no-progress"]
     assert cli.main(args) == 0
-    for name in ("sort.json", "latency_table.json"):  # what those runs add
+    for name in ("sort.json", "latency_table.json", "search_state.pt"):  # what those runs add
         (run / name).write_text("{}")
     assert cli.main([*args, "--restart"]) == 0, capsys.readouterr().err
     aside = {p.name for p in (run / "replaced-1").iterdir()}
-    assert {"sort.json", "latency_table.json", "checkpoint.pt", "config.json"} <= aside
+    assert {"sort.json", "latency_table.json", "search_state.pt", "checkpoint.pt"} <= aside
 
 
 def test_a_folder_of_other_files_is_refused(tmp_path):

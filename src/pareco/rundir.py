@@ -30,10 +30,13 @@ from pareco.errors import ParecoError
 LOCK = ".lock"
 #: What the channel sorting of a run started from trained weights did (``sort_channels``).
 SORT_REPORT = "sort.json"
+#: TwoStage's stage-two search state, left while a search is unfinished (``pareco search``).
+SEARCH_STATE = "search_state.pt"
 #: Files and folders a training run writes into its directory (``front``/``export`` add the rest).
 RUN_FILES = (
     "config.json",
     SORT_REPORT,
+    SEARCH_STATE,
     RUN_TABLE,  # the latency table a cost: latency run was priced with
     CHECKPOINT,
     PREVIOUS,

@@ -26,6 +26,7 @@ from pareco.cost_metrics import run_pricer
 from pareco.errors import RunError
 from pareco.evaluate import score_widths
 from pareco.run import load_run
+from pareco.rundir import SEARCH_STATE
 from pareco.samplers import (
     default_search_candidates,
     default_warmup,
@@ -34,7 +35,6 @@ from pareco.samplers import (
 )
 
 #: Stage two's resumable state, next to the run's checkpoint while a search is under way.
-SEARCH_STATE = "search_state.pt"
 
 
 def run_search(
