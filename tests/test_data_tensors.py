@@ -279,3 +279,24 @@ def test_a_latency_budget_on_a_tokenizers_dict(tmp_path, runtime, capsys):
     assert cli.main(args) == 0, capsys.readouterr().err
     report = json.loads(next((run / "export").rglob("report.json")).read_text())
     assert report["latency"]["measured_ms"] > 0 and report["latency"]["runtime"]["name"] == runtime
+
+
+def test_a_run_whose_data_file_moved_says_where_it_looked(tmp_path, capsys):
+    """front and export load the data from the path in config.json: when the file is gone the
+    line says so and how to point the run at its new place (no --data-dir flag there)."""
+    path = save_pt(tmp_path / "d.pt")
+    run = tmp_path / "run"
+    args = ["train", "--model", "custom_model:build_text", "--data", "tensors", "--data-dir",
+            str(path), "--out", str(run), "--method", "slim", "--epochs", "1",
+            "--batch-size", "32", "--val-size", "40", "--eval-widths", "1", "--threads", "1",
+            "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 0
+    moved = path.rename(tmp_path / "elsewhere.pt")
+    capsys.readouterr()
+    assert cli.main(["front", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"at {path}, which is not there now" in err and "set data_dir in" in err
+    assert err.count("\n") == 1
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "data_dir": str(moved)}))
+    assert cli.main(["front", str(run), "--no-progress"]) == 0

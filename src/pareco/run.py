@@ -91,6 +91,12 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Run:
             "pareco.run.register_run_sources(run_dir, net_factory, data) in this process first"
         )
     else:
+        if config.data_dir and not Path(config.data_dir).expanduser().exists():
+            raise RunError(
+                f"{run_dir} was trained on the {config.data} data at {config.data_dir}, which is "
+                f"not there now: put it back, or set data_dir in {run_dir / 'config.json'} to "
+                "where it is"
+            )
         data = build_data(config)
         net = build_net(config, data).to(device)
     net.load_state_dict(state["model"])
