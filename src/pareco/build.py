@@ -26,6 +26,9 @@ def build_data(config: TrainConfig) -> DataSplits | StreamedFolder | TensorData:
             "data 'loaders' is a run trained by pareco.fit on Python DataLoaders: pass the "
             "loaders to pareco.fit (resume=True) rather than naming them in a config"
         )
+    # how every source carves train / validation / calibration out of the training set
+    splits = {"seed": config.seed, "val_size": config.val_size,
+              "calib_size": config.calib_images, "train_subset": config.train_subset}  # fmt: skip
     if config.stream:
         if config.data_dir is None:
             raise DatasetError(
@@ -33,13 +36,7 @@ def build_data(config: TrainConfig) -> DataSplits | StreamedFolder | TensorData:
                 "and val/<class>/*"
             )
         return load_streamed_folder(
-            config.data_dir,
-            size=config.image_size or 224,
-            seed=config.seed,
-            val_size=config.val_size,
-            calib_size=config.calib_images,
-            train_subset=config.train_subset,
-            workers=config.workers,
+            config.data_dir, size=config.image_size or 224, workers=config.workers, **splits
         )
     if config.data == TENSORS:
         if config.data_dir is None:
@@ -47,26 +44,16 @@ def build_data(config: TrainConfig) -> DataSplits | StreamedFolder | TensorData:
                 "the tensors dataset needs --data-dir FILE.pt (or .npz) holding train_x, "
                 "train_y, test_x and test_y"
             )
-        return TensorData(
-            config.data_dir,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            val_size=config.val_size,
-            calib_size=config.calib_images,
-            train_subset=config.train_subset,
-        )
+        return TensorData(config.data_dir, batch_size=config.batch_size, **splits)
     synthetic = SyntheticSpec(
         **{k: tuple(v) if k == "shape" else v for k, v in config.synthetic.items()}
     )
     return load_dataset(
         config.data,
         config.data_dir,
-        seed=config.seed,
-        val_size=config.val_size,
-        calib_size=config.calib_images,
-        train_subset=config.train_subset,
         image_size=config.image_size,
         synthetic=synthetic if config.data == "synthetic" else None,
+        **splits,
     )
 
 
