@@ -283,7 +283,8 @@ def test_a_latency_budget_on_a_tokenizers_dict(tmp_path, runtime, capsys):
 
 def test_a_run_whose_data_file_moved_says_where_it_looked(tmp_path, capsys):
     """front and export load the data from the path in config.json: when the file is gone the
-    line says so and how to point the run at its new place (no --data-dir flag there)."""
+    line says so and how to point the run at its new place (no --data-dir flag there); compare
+    refuses runs trained on other files."""
     path = save_pt(tmp_path / "d.pt")
     run = tmp_path / "run"
     args = ["train", "--model", "custom_model:build_text", "--data", "tensors", "--data-dir",
@@ -300,3 +301,14 @@ def test_a_run_whose_data_file_moved_says_where_it_looked(tmp_path, capsys):
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "data_dir": str(moved)}))
     assert cli.main(["front", str(run), "--no-progress"]) == 0
+
+    # a run on another file of the same shape: its test set differs, compare refuses the pair
+    other = tmp_path / "other"
+    save_pt(tmp_path / "other.pt", n=300)
+    args[args.index(str(path))], args[args.index(str(run))] = str(tmp_path / "other.pt"), str(other)
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main(["compare", str(run), str(other), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "were trained on data from other places" in err and err.count("\n") == 1
+    assert cli.main(["compare", str(run), str(run), "--no-progress"]) == 0

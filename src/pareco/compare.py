@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,20 @@ def run_labels(run_dirs: Sequence[str | Path]) -> list[str]:
     return [str(d) for d in run_dirs]
 
 
+def _refuse_other_data(dirs: Sequence[Path], labels: Sequence[str]) -> None:
+    """Runs of one dataset name read from other places (two image folders, two tensor files)
+    were tested on other test sets: their accuracies do not compare."""
+    places = [json.loads((d / "config.json").read_text()).get("data_dir") for d in dirs]
+    norm = [None if p is None else os.path.normpath(os.path.expanduser(p)) for p in places]
+    for label, d, place, same in zip(labels, dirs, places, norm):
+        if same != norm[0]:
+            raise FrontError(
+                f"{labels[0]} and {label} were trained on data from other places (data_dir "
+                f"{places[0]!r} vs {place!r}): their test sets differ; if it is the same data "
+                f"moved, set data_dir in {d / 'config.json'} to match"
+            )
+
+
 def compare_runs(
     run_dirs: Sequence[str | Path],
     out: str | Path,
@@ -96,8 +111,9 @@ def compare_runs(
         if not (d / "config.json").is_file():
             raise FrontError(f"{d} is not a pareco run directory (no config.json)")
         load_run_plugins(d)  # a metric of the run's plugins may be the one compared
-    fronts = [ensure_front(d, device=device, progress=progress) for d in dirs]
     labels = run_labels(run_dirs)
+    _refuse_other_data(dirs, labels)
+    fronts = [ensure_front(d, device=device, progress=progress) for d in dirs]
     cost = check_cost(cost or fronts[0]["cost"])
     result = compare_fronts(fronts, labels, cost)
     out = Path(out)
