@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from pareco import batch as batch_inputs
-from pareco.data.base import DatasetError, derive_seed
+from pareco.data.base import DatasetError, derive_seed, shape_str
 from pareco.data.loaders import LoaderData, ResumableLoader
 from pareco.data.memory import clip_split_size
 
@@ -179,12 +179,10 @@ def _as_labels(y: Any, x: batch_inputs.Inputs, where: str) -> Tensor:
 
 
 def _shapes(x: batch_inputs.Inputs) -> str:
-    def one(t: Tensor) -> str:
-        return "x".join(str(s) for s in t.shape[1:]) or "scalar"
-
+    """Each input's shape per row, e.g. ``12`` or ``input_ids 12, attention_mask 12``."""
     if isinstance(x, dict):
-        return ", ".join(f"{k} {one(t)}" for k, t in x.items())
-    return one(x)
+        return ", ".join(f"{k} {shape_str(t) or 'scalar'}" for k, t in x.items())
+    return shape_str(x) or "scalar"
 
 
 class TensorData(LoaderData):

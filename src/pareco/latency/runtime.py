@@ -214,15 +214,16 @@ class OnnxRuntime:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         model = model.eval()
+        x = batch_inputs.take(example, 1)
         blob: Any = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if isinstance(example, Tensor):
+            if isinstance(x, Tensor):
                 buf = io.BytesIO()
                 try:
                     torch.onnx.export(
                         model,
-                        (batch_inputs.take(example, 1),),
+                        (x,),
                         buf,
                         dynamo=False,
                         opset_version=17,
@@ -235,7 +236,7 @@ class OnnxRuntime:
                 from pareco.export import to_onnx
 
                 path = Path(self._dir.name) / f"m{os.getpid()}.onnx"
-                to_onnx(model, batch_inputs.take(example, 1), path)
+                to_onnx(model, x, path)
                 blob = str(path)
         return ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
 
