@@ -229,8 +229,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     if trainer.is_main:
         print(trainer.describe(), flush=True)
+    ended_well = False
     try:
         trainer.fit()
+        ended_well = True
     except RuntimeError as err:
         if not trainer.dist.enabled or isinstance(err, ParecoError):
             raise
@@ -240,7 +242,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         ) from None
     finally:
         trainer.close()
-        distributed.shutdown()
+        distributed.shutdown(wait_for_peers=ended_well)
 
 
 def _device(name: str):

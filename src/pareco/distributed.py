@@ -61,8 +61,14 @@ def init(device: torch.device, timeout_minutes: float | None = None) -> DistCont
     return DistContext(rank, world, local_rank)
 
 
-def shutdown() -> None:
+def shutdown(wait_for_peers: bool = True) -> None:
+    """Leave the process group. After a run that ended well every rank first waits for the others
+    (a barrier), so that no rank tears down its connections while a peer's last collective is in
+    flight: gloo then aborts the peer at exit ("terminate called without an active exception").
+    After an error there is no one to wait for."""
     if dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 
