@@ -488,6 +488,7 @@ class Trainer:
         self.save()
         distributed.barrier(self.dist)
         summary = self.evaluate_uniform()
+        distributed.barrier(self.dist)  # no rank returns (and exits) while rank 0 still writes
         self.metrics.close()
         return summary
 
