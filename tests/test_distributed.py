@@ -1,5 +1,6 @@
 """Two gloo processes on the CPU against one process with the global batch."""
 
+import json
 import multiprocessing as mp
 import os
 import socket
@@ -166,3 +167,60 @@ def test_a_tensor_file_trains_on_two_ranks_each_reading_its_shard(tmp_path):
     r1 = torch.load(tmp_path / "ddp" / "widths_rank1.pt")
     assert len(r0) == len(r1) > 0 and all(torch.equal(x, y) for x, y in zip(r0, r1))
     assert load_checkpoint(tmp_path / "ddp")["finished"]
+
+
+def _fit_worker(rank: int, world: int, port: int, out: str) -> None:
+    """pareco.fit on one of two ranks, as a user's script under torchrun calls it: each rank's
+    DataLoader has a DistributedSampler; calibration is carved; one recalibration batch (fewer
+    than the ranks)."""
+    import warnings
+
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+    import pareco
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(320, 1, 12, 12, generator=g), torch.arange(320) % 4)
+    test = TensorDataset(torch.randn(64, 1, 12, 12, generator=g), torch.arange(64) % 4)
+    sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = pareco.fit(
+            model, DataLoader(data, batch_size=16, sampler=sampler),
+            val=DataLoader(test, batch_size=32), test=DataLoader(test, batch_size=32),
+            epochs=1, out=out, calib_size=32, recal_batches=1, eval_widths=[0.5, 1.0],
+            num_proposals=6, warmup_proposals=2, tau=2, threads=1,
+        )  # fmt: skip
+    Path(out, f"warnings_rank{rank}.txt").write_text("\n".join(str(w.message) for w in caught))
+    assert run.run_dir == Path(out)
+    from pareco import distributed
+
+    distributed.shutdown()
+
+
+@pytest.mark.slow
+def test_pareco_fit_on_two_ranks_with_a_distributed_sampler(tmp_path):
+    """The Python API under torchrun: carving keeps each rank's DistributedSampler (no "every
+    rank reads the whole training loader" warning) and one recalibration batch for two ranks
+    evaluates (it raised "recalibrate_bn got no batches" on rank 1)."""
+    port = _free_port()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_fit_worker, args=(r, 2, port, str(tmp_path / "fit")))
+             for r in range(2)]  # fmt: skip
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(TIMEOUT)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+    assert [p.exitcode for p in procs] == [0, 0]
+    for rank in range(2):
+        assert "every rank reads" not in (tmp_path / "fit" / f"warnings_rank{rank}.txt").read_text()
+    assert load_checkpoint(tmp_path / "fit")["finished"]
+    assert len(json.loads((tmp_path / "fit" / "eval.json").read_text())["uniform"]) == 2

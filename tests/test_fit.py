@@ -231,6 +231,40 @@ def test_carving_needs_a_map_style_dataloader(tmp_path):
         pareco.fit(UserNet(), batches, out=tmp_path / "r", **FAST)
 
 
+def test_carving_keeps_each_ranks_shard_of_a_distributed_sampler():
+    """Under torchrun a user gives each rank a DistributedSampler: what is left for training
+    after carving is still split between the ranks, and every rank carves the same val/calib."""
+    from torch.utils.data import DistributedSampler
+
+    from pareco.data.loaders import _carve
+
+    data = dataset()
+    parts = []
+    for rank in range(2):
+        sampler = DistributedSampler(data, num_replicas=2, rank=rank, shuffle=True, seed=5)
+        train = DataLoader(data, batch_size=32, sampler=sampler)
+        parts.append(_carve(train, val_size=40, calib_size=40, seed=0))
+    (train0, val0, calib0), (train1, val1, calib1) = parts
+    assert val0.dataset.indices == val1.dataset.indices
+    assert calib0.dataset.indices == calib1.dataset.indices
+    kept = train0.dataset.indices
+    assert train1.dataset.indices == kept and len(kept) == 400 - 40 - 40
+    shard = [{kept[i] for i in t.sampler} for t in (train0, train1)]
+    assert isinstance(train0.sampler, DistributedSampler) and train0.sampler.seed == 5
+    assert not shard[0] & shard[1] and shard[0] | shard[1] == set(kept)
+    assert not set(kept) & (set(val0.dataset.indices) | set(calib0.dataset.indices))
+
+
+def test_carving_refuses_a_sampler_it_cannot_rebuild(tmp_path):
+    from torch.utils.data import WeightedRandomSampler
+
+    sampler = WeightedRandomSampler(torch.ones(400), num_samples=400)
+    train = DataLoader(dataset(), batch_size=32, sampler=sampler)
+    with pytest.raises(DatasetError, match="WeightedRandomSampler draws from the whole") as err:
+        pareco.fit(UserNet(), train, out=tmp_path / "r", **FAST)
+    assert "pass val= and calib=" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_an_unknown_fit_option_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown option\(s\) learning_rate") as err:
         pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", learning_rate=0.1)

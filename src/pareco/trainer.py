@@ -498,7 +498,10 @@ class Trainer:
         cfg, space = self.config, self.net.space
         shard = (self.rank, self.world) if self.dist.enabled else None
         recal = self.batches.recal
-        share = recal[: len(recal) // self.world * self.world][self.rank :: self.world]
+        if len(recal) >= self.world:
+            share = recal[: len(recal) // self.world * self.world][self.rank :: self.world]
+        else:  # fewer batches than ranks: every rank takes them all (the average is the same)
+            share = recal
         rows = []
         for w in cfg.eval_widths:
             alpha = space.uniform(w)

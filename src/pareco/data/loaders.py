@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Subset
+from torch.utils.data import (
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+    Subset,
+)
 
 from pareco import batch as batch_inputs
 from pareco.data.base import DatasetError, EpochPosition, derive_seed
@@ -317,7 +324,10 @@ class LoaderData:
 def _carve(
     train: Iterable, val_size: int, calib_size: int, seed: int
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
-    """Split ``train``'s dataset by index into train / val / calib loaders like ``train``."""
+    """Split ``train``'s dataset by index into train / val / calib loaders like ``train``.
+
+    Every rank carves the same indices; a ``DistributedSampler`` of ``train`` is rebuilt over
+    the training part with its settings, so that each rank still reads its own shard."""
     dataset = getattr(train, "dataset", None)
     if (
         not isinstance(train, DataLoader)
@@ -329,6 +339,12 @@ def _carve(
             "validation and calibration data can be carved only from a DataLoader over a "
             "map-style dataset with a batch_size: pass val= and calib= yourself"
         )
+    sampler = train.sampler
+    if not isinstance(sampler, (RandomSampler, SequentialSampler, DistributedSampler)):
+        raise DatasetError(
+            f"the training loader's {type(sampler).__name__} draws from the whole dataset, so "
+            "validation and calibration cannot be carved out of it: pass val= and calib= yourself"
+        )
     n = len(dataset)
     n_val = min(val_size, max(1, n // 10))
     n_calib = min(calib_size, max(1, n // 10))
@@ -339,8 +355,15 @@ def _carve(
     train_idx = sorted(order[n_val + n_calib :])
 
     def like(indices: list[int], shuffle: bool, batch_size: int, drop_last: bool) -> DataLoader:
+        subset = Subset(dataset, indices)
+        shard = None
+        if shuffle and isinstance(sampler, DistributedSampler):  # torchrun: keep each rank's shard
+            shard = DistributedSampler(
+                subset, num_replicas=sampler.num_replicas, rank=sampler.rank,
+                shuffle=sampler.shuffle, seed=sampler.seed, drop_last=sampler.drop_last,
+            )  # fmt: skip
         return DataLoader(
-            Subset(dataset, indices), batch_size=batch_size, shuffle=shuffle,
+            subset, batch_size=batch_size, shuffle=shuffle and shard is None, sampler=shard,
             num_workers=train.num_workers, collate_fn=train.collate_fn,
             pin_memory=train.pin_memory, drop_last=drop_last,
             worker_init_fn=train.worker_init_fn,
