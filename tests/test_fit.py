@@ -2,6 +2,9 @@
 
 import itertools
 import json
+import math
+import os
+import signal
 
 import pytest
 import torch
@@ -139,6 +142,42 @@ def test_fit_resumes_exactly_after_an_interruption(tmp_path):
     assert resumed.state["step"] == full.state["step"]
     for k, v in full.net.state_dict().items():
         assert torch.equal(v, resumed.net.state_dict()[k]), k
+
+
+def test_a_fit_run_that_stops_says_to_continue_with_fit(tmp_path):
+    """The command line cannot rebuild a user's loaders, so every "continue with ..." of a
+    pareco.fit run names pareco.fit(..., resume=True), not pareco train --resume."""
+    from pareco.front import FrontError, open_run
+    from pareco.rundir import Interrupted
+    from pareco.trainer import NonFiniteLoss
+
+    kw = dict(method="slim", epochs=2, checkpoint_every=4, **FAST)
+    calls = {"n": 0}
+
+    def diverges(logits, y):
+        calls["n"] += 1
+        loss = nn.functional.cross_entropy(logits, y)
+        return loss * math.inf if calls["n"] > 6 else loss
+
+    run = tmp_path / "r"
+    with pytest.raises(NonFiniteLoss) as err:
+        pareco.fit(seeded_net(), loaders()[0], out=run, loss_fn=diverges, **kw)
+    assert f"pareco.fit(model, loaders, out='{run}', resume=True, lr=LR)" in str(err.value)
+    assert "pareco train" not in str(err.value)
+    with pytest.raises(FrontError, match=r"finish it first with `pareco.fit\(model, loaders, out="):
+        open_run(run)
+
+    def interrupted(logits, y):  # Ctrl-C: the step ends, the checkpoint is saved
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return nn.functional.cross_entropy(logits, y)
+
+    calls["n"], run = 0, tmp_path / "i"
+    with pytest.raises(Interrupted) as err:
+        pareco.fit(seeded_net(), loaders()[0], out=run, loss_fn=interrupted, **kw)
+    assert str(err.value).endswith(f"continue with pareco.fit(model, loaders, out='{run}', "
+                                   "resume=True) as before")  # fmt: skip
 
 
 def test_carved_calibration_is_one_training_batch_by_default(tmp_path):

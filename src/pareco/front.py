@@ -60,6 +60,7 @@ from pareco.data.source import TEST_IS_VAL_NOTE
 from pareco.errors import RunError
 from pareco.evaluate import EvalResult, evaluate
 from pareco.outputs import logits_of
+from pareco.rundir import resume_command
 from pareco.run import Run, load_run
 from pareco.search.pareto import hypervolume_2d, pareto_front, selected_error_auc
 from pareco.space import WidthSpace
@@ -440,7 +441,7 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     if not run.finished:
         raise FrontError(
             f"{run_dir}: training has not finished (checkpoint at step {run.state.get('step')}); "
-            f"finish it first with `pareco train --resume --out {run_dir}`"
+            f"finish it first with `{resume_command(run_dir, run.config.data)}`"
         )
     if run.config.threads:
         torch.set_num_threads(run.config.threads)

@@ -298,6 +298,18 @@ def check_finite(
     )
 
 
+def resume_command(run_dir: str | Path, data: str | None, *, new_lr: bool = False) -> str:
+    """How the run in ``run_dir`` continues: ``pareco train --resume``, or, for a run that
+    ``pareco.fit`` trained on Python loaders (the command line cannot rebuild those), the same
+    ``pareco.fit`` call with ``resume=True``."""
+    from pareco.data.registry import USER_LOADERS
+
+    if data == USER_LOADERS:
+        lr = ", lr=LR" if new_lr else ""
+        return f"pareco.fit(model, loaders, out='{run_dir}', resume=True{lr}) as before"
+    return f"pareco train --resume --out {run_dir}" + (" --lr LR" if new_lr else "")
+
+
 def last_good(run_dir: str | Path) -> str:
     """What the user can go back to, read from the directory itself (never assumed)."""
     from pareco.checkpoint import CheckpointError, read_checkpoint_file
@@ -308,9 +320,10 @@ def last_good(run_dir: str | Path) -> str:
             state = read_checkpoint_file(run_dir / name)
         except CheckpointError:
             continue
+        data = (state.get("config") or {}).get("data")
         return (
             f"the last good checkpoint ({name}, step {state.get('step')}) is intact: resume "
-            f"with a lower learning rate, pareco train --resume --out {run_dir} --lr LR"
+            f"with a lower learning rate, {resume_command(run_dir, data, new_lr=True)}"
         )
     return (
         f"no checkpoint was saved: start again with a lower learning rate, "

@@ -555,7 +555,8 @@ class Trainer:
         self.save()
         raise rundir.Interrupted(
             f"stopped by {self.stop.name} at step {self.step}: checkpoint saved in "
-            f"{self.run_dir}; continue with pareco train --resume --out {self.run_dir}",
+            f"{self.run_dir}; continue with "
+            f"{rundir.resume_command(self.run_dir, self.config.data)}",
             self.stop.received,
         )
 
