@@ -37,6 +37,33 @@ def test_search_refuses_other_runs(tmp_path, capsys):
     assert "not a pareco run directory" in capsys.readouterr().err
 
 
+def test_a_run_being_written_is_not_searched_and_search_is_one_process(
+    twostage_run, capsys, monkeypatch
+):
+    """A search holds the run's lock: a second search (or a training) of the same run gets one
+    line instead of both writing history.jsonl; under torchrun every rank would search whole
+    and write the same files, so only pareco train is let run there."""
+    from pareco.rundir import RunDirError, RunLock
+
+    history = twostage_run / "history.jsonl"
+    before = history.read_bytes() if history.exists() else None  # a stage one writes none
+    held = RunLock(twostage_run)  # the other writer
+    try:
+        with pytest.raises(RunDirError, match=r"is being written by pareco pid \d+") as err:
+            run_search(twostage_run, candidates=6, progress=False)
+        assert str(err.value).endswith("wait for it to finish")
+    finally:
+        held.release()
+    assert (history.read_bytes() if history.exists() else None) == before
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.main(["search", str(twostage_run), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "pareco search: error: pareco search runs in one process: run it without torchrun "
+        "(only pareco train uses several)"
+    )
+    assert (history.read_bytes() if history.exists() else None) == before
+
+
 def test_an_interrupted_search_continues_where_it_stopped(twostage_run, monkeypatch):
     """Killed after its 5th scoring (a state saved at every round), the search run again on the
     same run continues from the saved state and writes the history an uninterrupted one does;

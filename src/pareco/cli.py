@@ -556,6 +556,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_process_unless_training(command: str) -> None:
+    """Only ``pareco train`` shares its work among torchrun's processes; any other command would
+    run whole on every rank and write the same files from each."""
+    from pareco.distributed import launched_by_torchrun
+
+    if command != "train" and launched_by_torchrun():
+        raise UserError(
+            f"pareco {command} runs in one process: run it without torchrun (only pareco train "
+            "uses several)"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from pareco import plugins
 
@@ -569,6 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pareco.rundir import Interrupted
 
     try:
+        _one_process_unless_training(args.command)
         args.func(args)
     except Interrupted as err:
         print(f"pareco {args.command}: {err}", file=sys.stderr)

@@ -68,7 +68,7 @@ class RunLock:
         RunDirError: another process holds it (its pid and host are named).
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, *, instead: str = "or choose another --out") -> None:
         self.path = Path(run_dir) / LOCK
         self._fd: int | None = None
         try:
@@ -82,8 +82,8 @@ class RunLock:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise RunDirError(
-                f"{self.path.parent} is being written by {holder}: wait for it to finish, "
-                "or choose another --out"
+                f"{self.path.parent} is being written by {holder}: wait for it to finish"
+                + (f", {instead}" if instead else "")
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pareco pid {os.getpid()} on {socket.gethostname()}".encode())

@@ -25,8 +25,8 @@ from pareco.atomic import write_bytes_atomic
 from pareco.cost_metrics import run_pricer
 from pareco.errors import RunError
 from pareco.evaluate import score_widths
-from pareco.run import load_run
-from pareco.rundir import SEARCH_STATE
+from pareco.run import Run, load_run
+from pareco.rundir import SEARCH_STATE, RunLock, resume_command
 from pareco.samplers import (
     default_search_candidates,
     default_warmup,
@@ -61,8 +61,6 @@ def run_search(
         that was interrupted and continued. ``seconds`` is None when the search continued from a
         state saved before pareco recorded it (the earlier part's time is unknown).
     """
-    from pareco.search import ParecoSearch
-
     run = load_run(run_dir, device)
     cfg = run.config
     if cfg.method != "twostage":
@@ -71,8 +69,27 @@ def run_search(
         )
     if not run.finished:
         raise RunError(
-            f"{run_dir} has not finished training: resume it with `pareco train --resume`"
+            f"{run_dir} has not finished training: resume it with "
+            f"`{resume_command(run_dir, cfg.data)}`"
         )
+    lock = RunLock(run_dir, instead="")  # a second search, or a training, of it: one line
+    try:
+        return _search(run, Path(run_dir), candidates, device, progress, save_every)
+    finally:
+        lock.release()
+
+
+def _search(
+    run: Run,
+    run_dir: Path,
+    candidates: int | None,
+    device: str,
+    progress: bool,
+    save_every: float,
+) -> dict[str, Any]:
+    from pareco.search import ParecoSearch
+
+    cfg = run.config
     steps = run.state["step"]
     proposals, _ = proposal_budget(steps, cfg.num_sampled, cfg.tau, cfg.num_proposals)
     budget = candidates or cfg.search_candidates
