@@ -180,6 +180,21 @@ def test_a_fit_run_that_stops_says_to_continue_with_fit(tmp_path):
                                    "resume=True) as before")  # fmt: skip
 
 
+def test_resuming_with_other_settings_is_one_line(tmp_path):
+    """The schedule and the search were laid out for the run's settings: resume=True with
+    another epochs (a finished run was evaluated again, silently still at its own) is refused;
+    what a resumed run may change (threads, lr, ...) is not."""
+    kw = dict(method="slim", checkpoint_every=4, **FAST)
+    pareco.fit(seeded_net(), loaders()[0], out=tmp_path / "r", epochs=1, **kw)
+    before = (tmp_path / "r" / "config.json").read_text()
+    with pytest.raises(RunError, match=r"\(epochs: run has 1, asked 2\): call pareco.fit with"):
+        pareco.fit(seeded_net(), loaders()[0], out=tmp_path / "r", epochs=2, resume=True, **kw)
+    assert (tmp_path / "r" / "config.json").read_text() == before
+    kw["threads"] = 2
+    run = pareco.fit(UserNet(), loaders()[0], out=tmp_path / "r", epochs=1, resume=True, **kw)
+    assert run.finished
+
+
 def test_carved_calibration_is_one_training_batch_by_default(tmp_path):
     fast = {k: v for k, v in FAST.items() if k != "calib_size"}
     run = pareco.fit(UserNet(), loaders()[0], method="slim", epochs=1, out=tmp_path / "r", **fast)

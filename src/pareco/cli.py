@@ -10,7 +10,14 @@ from pathlib import Path
 import torch
 
 from pareco import models
-from pareco.config import METHODS, SORT_SETTINGS, cost_names, data_names
+from pareco.config import (
+    METHODS,
+    RESUME_MAY_CHANGE,
+    SORT_SETTINGS,
+    cost_names,
+    data_names,
+    resume_clash,
+)
 from pareco.errors import ParecoError, RunError, first_line
 
 
@@ -73,18 +80,6 @@ def cmd_models(args: argparse.Namespace) -> None:
         print("  ".join(str(v).ljust(wd) for v, wd in zip(r, widths)).rstrip())
 
 
-#: Keys a resumed run may change: where it lives, how it runs, and (to recover from a divergence)
-#: its learning rate. Every other key must match the run's config.json.
-RESUME_MAY_CHANGE = (
-    "out",
-    "plugins",
-    "lr",
-    "device",
-    "threads",
-    "checkpoint_every",
-    "checkpoint_minutes",
-    "log_every",
-)
 #: Values a key takes, shown in --help (checked by TrainConfig with one clear line).
 _CHOICES = {
     "data": data_names,
@@ -200,16 +195,10 @@ def resolve_train_config(args: argparse.Namespace):
     saved = read_config_file(saved_path)
     refuse_unknown_keys(values, [f.name for f in dataclasses.fields(TrainConfig)])
     asked = {k: coerce(k, v, hints[k]) for k, v in values.items()}
-    defaults = TrainConfig().to_dict()  # a key the run's config.json predates has its default
-    clash = {
-        k: (saved.get(k, defaults[k]), v)
-        for k, v in asked.items()
-        if k not in RESUME_MAY_CHANGE and saved.get(k, defaults[k]) != v
-    }
+    clash = resume_clash(saved, asked)
     if clash:
-        detail = ", ".join(f"{k}: run has {a!r}, asked {b!r}" for k, (a, b) in clash.items())
         raise UserError(
-            f"--resume continues the run as it was configured ({detail}); drop those flags"
+            f"--resume continues the run as it was configured ({clash}); drop those flags"
         )
     merged = {**saved, **{k: v for k, v in asked.items() if k in RESUME_MAY_CHANGE}}
     merged["out"] = out

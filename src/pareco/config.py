@@ -543,6 +543,31 @@ def _check_synthetic(spec: dict[str, Any]) -> None:
                 raise ConfigError(f"synthetic.shape must be positive, got {shape!r}")
 
 
+#: Keys a resumed run may change: where it lives, how it runs, and (to recover from a divergence)
+#: its learning rate. Every other key must match the run's config.json.
+RESUME_MAY_CHANGE = (
+    "out",
+    "plugins",
+    "lr",
+    "device",
+    "threads",
+    "checkpoint_every",
+    "checkpoint_minutes",
+    "log_every",
+)
+
+
+def resume_clash(saved: dict[str, Any], asked: dict[str, Any]) -> str:
+    """The settings of ``asked`` that contradict a run's ``config.json`` (``saved``) where a
+    resumed run may not change them ("epochs: run has 3, asked 10, ..."); "" when none do."""
+    defaults = TrainConfig().to_dict()  # a key the run's config.json predates has its default
+    return ", ".join(
+        f"{k}: run has {saved.get(k, defaults[k])!r}, asked {v!r}"
+        for k, v in asked.items()
+        if k not in RESUME_MAY_CHANGE and saved.get(k, defaults[k]) != v
+    )
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON config file into a dict of ``TrainConfig`` keys (dashes allowed)."""
     path = Path(path)

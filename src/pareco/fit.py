@@ -22,7 +22,13 @@ from torch import Tensor, nn
 from pareco import batch as batch_inputs
 from pareco.build import build_net
 from pareco.checkpoint import CHECKPOINT, has_checkpoint
-from pareco.config import TrainConfig, data_names, refuse_unknown_keys
+from pareco.config import (
+    TrainConfig,
+    data_names,
+    read_config_file,
+    refuse_unknown_keys,
+    resume_clash,
+)
 from pareco.data.loaders import LoaderData, as_pair, model_ready
 from pareco.data.registry import USER_LOADERS
 from pareco.data.source import DataSource
@@ -158,6 +164,8 @@ def fit(
         model=name, data=data.name if data.name in data_names() else USER_LOADERS, method=method,
         cost=cost, epochs=epochs, batch_size=batch_size, out=str(out), **options,
     )  # fmt: skip
+    if resume:
+        _same_settings(Path(out), config)
     from pareco.trainer import Trainer  # the trainer loads only when a run is trained
 
     net = _slimmable(model, config, data)
@@ -169,6 +177,23 @@ def fit(
     )  # fmt: skip
     trainer.fit()
     return load_run(out, trainer.device)
+
+
+def _same_settings(out: Path, config: TrainConfig) -> None:
+    """A resumed run keeps its settings (the schedule, the search's budget, ... were laid out
+    for them); only ``RESUME_MAY_CHANGE`` (device, threads, lr, ...) may differ."""
+    saved_path = out / "config.json"
+    if not saved_path.is_file():
+        return
+    saved, asked = read_config_file(saved_path), config.to_dict()
+    if str(saved.get("model", "")).startswith("python:") and config.model.startswith("python:"):
+        del asked["model"]  # a module's class name (the checkpoint's weights must fit it anyway)
+    clash = resume_clash(saved, asked)
+    if clash:
+        raise RunError(
+            f"resume=True continues the run in {out} as it was configured ({clash}): call "
+            "pareco.fit with the settings of the run you are resuming"
+        )
 
 
 def _slimmable(model: nn.Module | str, config: TrainConfig, data: DataSource) -> SlimmableNet:
