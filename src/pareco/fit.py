@@ -87,7 +87,9 @@ def fit(
         loss_fn: ``(logits, targets) -> loss`` of the largest network; default cross-entropy with
             label smoothing 0.1. The narrower networks always learn from the largest one.
         out: the run directory (``config.json``, ``checkpoint.pt``, ``history.jsonl``...).
-        resume: continue the run in ``out`` from its checkpoint, exactly.
+        resume: continue the run in ``out`` from its checkpoint, exactly, with the settings it
+            was started with (only ``pareco.config.RESUME_MAY_CHANGE`` may differ: device,
+            threads, lr, ...). Under torchrun every rank makes the same call.
         progress: show progress bars.
         steps_per_epoch: batches per epoch, for a ``train`` without ``len()``.
         teacher: what the narrower networks learn from: None or ``"inplace"`` (the largest
