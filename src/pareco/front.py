@@ -60,8 +60,8 @@ from pareco.data.source import TEST_IS_VAL_NOTE
 from pareco.errors import RunError
 from pareco.evaluate import EvalResult, evaluate
 from pareco.outputs import logits_of
-from pareco.rundir import resume_command
 from pareco.run import Run, load_run
+from pareco.rundir import resume_command
 from pareco.search.pareto import hypervolume_2d, pareto_front, selected_error_auc
 from pareco.space import WidthSpace
 
