@@ -193,4 +193,4 @@ def test_fit_with_a_teacher_module_and_sorting(tmp_path):
     assert {g["criterion"] for g in report["groups"]} == {"taylor"}
     with pytest.raises(Exception, match="teacher 'module'"):
         pareco.fit(trained, loaders()[0], method="slim", epochs=1, out=tmp_path / "r",
-                   resume=True, sort_channels="bn", teacher="module", **FAST)  # fmt: skip
+                   resume=True, sort_channels="taylor", teacher="module", **FAST)  # fmt: skip
