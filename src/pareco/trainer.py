@@ -488,7 +488,6 @@ class Trainer:
         self.save()
         distributed.barrier(self.dist)
         summary = self.evaluate_uniform()
-        distributed.barrier(self.dist)  # no rank returns (and exits) while rank 0 still writes
         self.metrics.close()
         return summary
 
@@ -524,6 +523,7 @@ class Trainer:
             print(format_uniform_table(rows))
             if self.data.test_is_val:
                 print(f"note: {TEST_IS_VAL_NOTE}")
+        distributed.barrier(self.dist)  # no rank returns (and exits) while rank 0 still writes
         return summary
 
     # --- checkpoints --------------------------------------------------------------------------
