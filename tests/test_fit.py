@@ -164,6 +164,11 @@ def test_a_fit_run_that_stops_says_to_continue_with_fit(tmp_path):
         pareco.fit(seeded_net(), loaders()[0], out=run, loss_fn=diverges, **kw)
     assert f"pareco.fit(model, loaders, out='{run}', resume=True, lr=LR)" in str(err.value)
     assert "pareco train" not in str(err.value)
+    calls["n"] = 6  # diverges at once: no checkpoint yet, so the line says to start again
+    with pytest.raises(NonFiniteLoss) as err:
+        pareco.fit(seeded_net(), loaders()[0], out=tmp_path / "d", loss_fn=diverges, **kw)
+    assert str(err.value).endswith(f"pareco.fit(model, loaders, out='{tmp_path / 'd'}', lr=LR) "
+                                   "as before")  # fmt: skip
     with pytest.raises(FrontError, match=r"finish it first with `pareco.fit\(model, loaders, out="):
         open_run(run)
 

@@ -325,10 +325,18 @@ def last_good(run_dir: str | Path) -> str:
             f"the last good checkpoint ({name}, step {state.get('step')}) is intact: resume "
             f"with a lower learning rate, {resume_command(run_dir, data, new_lr=True)}"
         )
-    return (
-        f"no checkpoint was saved: start again with a lower learning rate, "
-        f"pareco train --restart --out {run_dir} --lr LR (plus your other options)"
+    from pareco.data.registry import USER_LOADERS
+
+    try:
+        data = json.loads((run_dir / "config.json").read_text()).get("data")
+    except (OSError, ValueError, AttributeError):
+        data = None
+    again = (
+        f"pareco.fit(model, loaders, out='{run_dir}', lr=LR) as before"
+        if data == USER_LOADERS
+        else f"pareco train --restart --out {run_dir} --lr LR (plus your other options)"
     )
+    return f"no checkpoint was saved: start again with a lower learning rate, {again}"
 
 
 class Interrupted(RunDirError):
