@@ -224,3 +224,67 @@ def test_pareco_fit_on_two_ranks_with_a_distributed_sampler(tmp_path):
         assert "every rank reads" not in (tmp_path / "fit" / f"warnings_rank{rank}.txt").read_text()
     assert load_checkpoint(tmp_path / "fit")["finished"]
     assert len(json.loads((tmp_path / "fit" / "eval.json").read_text())["uniform"]) == 2
+
+
+def _own_loop_worker(rank: int, world: int, port: int, out: str) -> None:
+    """README's own loop under torchrun: DDP around the slimmable net, the sandwich step with
+    ``model=``/``no_sync=``, widths from ``pareco.distributed.shared_widths``. The samplers are
+    seeded differently on purpose: rank 0's choice must still be every rank's."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    import pareco
+    from pareco import distributed
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    distributed.init(torch.device("cpu"))
+    torch.manual_seed(0)  # the same initial weights on both ranks (DDP also broadcasts them)
+    net = pareco.slim(nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                    nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)),
+                      torch.zeros(1, 1, 12, 12))  # fmt: skip
+    ddp = DistributedDataParallel(net, broadcast_buffers=False)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    sampler = pareco.make_sampler("pareco", net.space, num=2, seed=rank, tau=2, warmup=2,
+                                  cost_ratio=lambda a: net.cost_ratio(a, "flops"))  # fmt: skip
+    g = torch.Generator().manual_seed(100 + rank)  # each rank its own shard of data
+    x, y = torch.randn(64, 1, 12, 12, generator=g), torch.randint(0, 4, (64,), generator=g)
+    calib = (x[:16], y[:16])
+    seen = []
+    for step in range(8):
+        widths = distributed.shared_widths(
+            sampler, step, lambda a: pareco.score_widths(net, a, [calib]), net.space.dim
+        )
+        seen.append(torch.stack(widths))
+        optimizer.zero_grad()
+        xb, yb = x[8 * step : 8 * step + 8], y[8 * step : 8 * step + 8]
+        pareco.sandwich_backward(net, xb, yb, widths, model=ddp, no_sync=ddp.no_sync)
+        optimizer.step()
+    torch.save({"widths": seen, "weights": net.state_dict()}, Path(out) / f"rank{rank}.pt")
+    distributed.shutdown()
+
+
+@pytest.mark.slow
+def test_own_loop_under_torchrun_trains_the_same_widths_on_every_rank(tmp_path):
+    port = _free_port()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_own_loop_worker, args=(r, 2, port, str(tmp_path)))
+             for r in range(2)]  # fmt: skip
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(TIMEOUT)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+    assert [p.exitcode for p in procs] == [0, 0]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    assert len(r0["widths"]) == 8 and all(
+        torch.equal(a, b) for a, b in zip(r0["widths"], r1["widths"])
+    )
+    assert len({tuple(w.flatten().tolist()) for w in r0["widths"]}) > 1  # the search moved
+    for k, v in r0["weights"].items():
+        if "running" not in k and "num_batches" not in k:  # BN statistics are per rank
+            torch.testing.assert_close(v, r1["weights"][k], msg=k)

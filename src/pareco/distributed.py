@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -88,6 +89,22 @@ def broadcast_widths(
     if buf.numel():
         dist.broadcast(buf, 0)
     return list(buf.cpu())
+
+
+def shared_widths(
+    sampler: Any, step: int, scorer: Any, dim: int, device: torch.device | str = "cpu"
+) -> list[Tensor]:
+    """``sampler.widths(step, scorer)`` for a training loop of your own under torchrun: rank 0
+    samples (and, for PareCO, scores on its own), and every rank gets its widths, so that all
+    ranks train the same sub-networks in the step. Without a process group: the plain call.
+
+    ``dim`` is ``net.space.dim``; ``device`` where the broadcast runs (the GPU under NCCL).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return sampler.widths(step, scorer)
+    ctx = DistContext(dist.get_rank(), dist.get_world_size())
+    widths = sampler.widths(step, scorer) if ctx.is_main else []
+    return broadcast_widths(widths, ctx, dim, torch.device(device))
 
 
 def broadcast_alphas(
