@@ -11,7 +11,7 @@ Quick start::
     pareco.export.save(small, "small/")                # and back: pareco.export.load("small/")
 """
 
-from pareco import export, models
+from pareco import distributed, export, models
 from pareco.cost_metrics import register_cost_metric
 from pareco.errors import ParecoError
 from pareco.evaluate import evaluate, score_widths
@@ -42,6 +42,7 @@ __all__ = [
     "WeightsError",
     "WidthSpace",
     "candidate_widths",
+    "distributed",
     "evaluate",
     "export",
     "extract_front",
