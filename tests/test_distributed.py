@@ -94,14 +94,14 @@ def _worker(
 def _run(
     world: int, out: Path, method: str, model: str, die_at: int = -1, extra: dict | None = None
 ) -> list[int]:
+    return _spawn(_worker, world, str(out), method, model, die_at, extra or {})
+
+
+def _spawn(target, world: int, *args) -> list[int]:
+    """``target(rank, world, port, *args)`` on ``world`` spawned processes; their exit codes."""
     port = _free_port()
     ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(
-            target=_worker, args=(r, world, port, str(out), method, model, die_at, extra or {})
-        )
-        for r in range(world)
-    ]
+    procs = [ctx.Process(target=target, args=(r, world, port, *args)) for r in range(world)]
     for p in procs:
         p.start()
     for p in procs:
@@ -207,19 +207,7 @@ def test_pareco_fit_on_two_ranks_with_a_distributed_sampler(tmp_path):
     """The Python API under torchrun: carving keeps each rank's DistributedSampler (no "every
     rank reads the whole training loader" warning) and one recalibration batch for two ranks
     evaluates (it raised "recalibrate_bn got no batches" on rank 1)."""
-    port = _free_port()
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_fit_worker, args=(r, 2, port, str(tmp_path / "fit")))
-             for r in range(2)]  # fmt: skip
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(TIMEOUT)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert _spawn(_fit_worker, 2, str(tmp_path / "fit")) == [0, 0]
     for rank in range(2):
         assert "every rank reads" not in (tmp_path / "fit" / f"warnings_rank{rank}.txt").read_text()
     assert load_checkpoint(tmp_path / "fit")["finished"]
@@ -267,19 +255,7 @@ def _own_loop_worker(rank: int, world: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_own_loop_under_torchrun_trains_the_same_widths_on_every_rank(tmp_path):
-    port = _free_port()
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_own_loop_worker, args=(r, 2, port, str(tmp_path)))
-             for r in range(2)]  # fmt: skip
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(TIMEOUT)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert _spawn(_own_loop_worker, 2, str(tmp_path)) == [0, 0]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     assert len(r0["widths"]) == 8 and all(
         torch.equal(a, b) for a, b in zip(r0["widths"], r1["widths"])

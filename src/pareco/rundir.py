@@ -298,15 +298,20 @@ def check_finite(
     )
 
 
-def resume_command(run_dir: str | Path, data: str | None, *, new_lr: bool = False) -> str:
-    """How the run in ``run_dir`` continues: ``pareco train --resume``, or, for a run that
-    ``pareco.fit`` trained on Python loaders (the command line cannot rebuild those), the same
-    ``pareco.fit`` call with ``resume=True``."""
+def resume_command(
+    run_dir: str | Path, data: str | None, *, new_lr: bool = False, start_again: bool = False
+) -> str:
+    """How the run in ``run_dir`` continues (or, ``start_again``, starts over in its folder):
+    ``pareco train --resume``/``--restart``, or, for a run that ``pareco.fit`` trained on
+    Python loaders (the command line cannot rebuild those), the same ``pareco.fit`` call."""
     from pareco.data.registry import USER_LOADERS
 
     if data == USER_LOADERS:
+        resume = "" if start_again else ", resume=True"
         lr = ", lr=LR" if new_lr else ""
-        return f"pareco.fit(model, loaders, out='{run_dir}', resume=True{lr}) as before"
+        return f"pareco.fit(model, loaders, out='{run_dir}'{resume}{lr}) as before"
+    if start_again:
+        return f"pareco train --restart --out {run_dir} --lr LR (plus your other options)"
     return f"pareco train --resume --out {run_dir}" + (" --lr LR" if new_lr else "")
 
 
@@ -325,17 +330,11 @@ def last_good(run_dir: str | Path) -> str:
             f"the last good checkpoint ({name}, step {state.get('step')}) is intact: resume "
             f"with a lower learning rate, {resume_command(run_dir, data, new_lr=True)}"
         )
-    from pareco.data.registry import USER_LOADERS
-
     try:
         data = json.loads((run_dir / "config.json").read_text()).get("data")
     except (OSError, ValueError, AttributeError):
         data = None
-    again = (
-        f"pareco.fit(model, loaders, out='{run_dir}', lr=LR) as before"
-        if data == USER_LOADERS
-        else f"pareco train --restart --out {run_dir} --lr LR (plus your other options)"
-    )
+    again = resume_command(run_dir, data, new_lr=True, start_again=True)
     return f"no checkpoint was saved: start again with a lower learning rate, {again}"
 
 

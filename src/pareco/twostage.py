@@ -34,8 +34,6 @@ from pareco.samplers import (
     search_config,
 )
 
-#: Stage two's resumable state, next to the run's checkpoint while a search is under way.
-
 
 def run_search(
     run_dir: str | Path,
